@@ -1,0 +1,93 @@
+"""The policy interface every bandit in rec_jax meets (see DESIGN.md, "Policy").
+
+A policy is a :class:`Policy` named tuple of pure functions, written for ONE user
+stream; the engine (``rec_jax.online``) vmaps it over streams and scans it over time.
+
+    init(key, spec)                                   -> state
+    act(key, state, obs, params)                      -> (action, ActInfo)
+    update(key, state, obs, action, reward, params)   -> state
+    merge(state, new_states)                          -> state    (shared mode)
+
+* ``spec`` (:class:`PolicySpec`) holds the static shapes.
+* ``params`` is a ``flax.struct`` pytree of every tunable number (epsilon,
+  temperature, alpha, prior scale ...), so it can be vmapped or adapted in jit.
+* ``obs`` is an :class:`Observation` from the simulator.
+* ``action`` is ``int32[]`` (one item) or ``int32[K]`` (a slate of K distinct items).
+* ``merge`` folds the S per-stream updates of ONE shared state back into it:
+  ``new_states`` is the state pytree with a leading ``[S]`` axis, each entry being
+  ``update(shared_state, ...)`` for one stream. The default adds the summed deltas
+  of every leaf (exact for counts, sums, Gram matrices); policies with derived
+  leaves (e.g. a maintained inverse) recompute them afterwards.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class PolicySpec:
+    """Static shapes a policy is built for (hashable, static under jit)."""
+
+    num_items: int = struct.field(pytree_node=False)  # N arms / items
+    feature_dim: int = struct.field(pytree_node=False, default=0)  # D, 0 for context-free
+    slate_size: int = struct.field(pytree_node=False, default=1)  # K; 1 = single action
+
+
+@struct.dataclass
+class Observation:
+    """What a policy sees at one step of one stream.
+
+    features:  f32[N, D] per-item context vectors x_{t,a} (D may be 0).
+    available: bool[N]   items that may be recommended now (cold start, masking).
+    scores:    f32[N]    optional prior scores from a model (zeros if none).
+    """
+
+    features: jax.Array
+    available: jax.Array
+    scores: jax.Array
+
+
+@struct.dataclass
+class ActInfo:
+    """Propensities of what ``act`` chose, for off-policy evaluation.
+
+    propensity: f32[]  for a single action, the probability of the chosen item;
+                f32[K] for a slate, the conditional probability of each pick
+                given the picks before it (slot k chosen among the items left).
+    marginal:   f32[K, N] for a slate, the marginal probability that item n is
+                shown in slot k (position-wise IPS); f32[1, N] for a single action
+                (the full action distribution).
+    num_mc_samples: int32[], 0 where the propensities are exact, else the number of
+                Monte Carlo samples behind them (Thompson-type policies).
+    """
+
+    propensity: jax.Array
+    marginal: jax.Array
+    num_mc_samples: jax.Array
+
+
+class Policy(NamedTuple):
+    """A bandit policy: four pure functions (see module docstring)."""
+
+    init: Callable[..., Any]
+    act: Callable[..., Any]
+    update: Callable[..., Any]
+    merge: Callable[..., Any]
+
+
+def merge_by_summed_deltas(state, new_states):
+    """Default ``merge``: state + sum_s (new_states[s] - state), leaf by leaf.
+
+    Exact for sufficient statistics that updates add to (counts, reward sums,
+    Gram matrices, b vectors). Integer leaves stay integers.
+    """
+
+    def fold(old, new):
+        delta = jnp.sum(new - old[None], axis=0)
+        return (old + delta).astype(old.dtype)
+
+    return jax.tree.map(fold, state, new_states)
