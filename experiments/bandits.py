@@ -1,0 +1,220 @@
+"""Regret and CTR curves of every bandit policy on the bandit and recommender envs.
+
+    python experiments/bandits.py --quick                      # minutes on 2 cores
+    python experiments/bandits.py --data synthetic --quick     # no MovieLens needed
+    python -m experiments.bandits --envs bernoulli,linear --policies linucb,ucb1 --seeds 10
+
+For each (env, policy) the seeds are vmapped in ONE jit of the online engine
+(``rec_jax.online``), each seed running ``--streams`` independent user streams for
+``--steps`` steps (per-stream policy state). Context-free policies on the
+recommender envs treat the items as arms; the Bernoulli env shows one-hot arm
+features so the contextual policies reduce to per-arm estimates there.
+
+Writes into ``--out`` (default ``runs/bandits``), all at the end, via a temp folder:
+
+* ``config.json``   resolved config + provenance
+* ``metrics.json``  ``final_regret/<env>/<policy>`` (regret summed over T, averaged
+  over streams, then over seeds), ``final_ctr/<env>/<policy>`` (mean click rate),
+  ``final_reward/<env>/<policy>``, each with ``<key>_ci95`` (95% t half-width over seeds)
+* ``curves.npz``    ``<env>/<policy>/cum_regret`` and ``.../ctr`` f32[seeds, T]
+  (per seed, averaged over streams; ctr = running click rate up to t)
+* ``regret_<env>.png``, ``ctr_<env>.png``: mean with 95% CI bands vs t.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+ALL_POLICIES = (
+    "random", "greedy", "epsilon_greedy", "softmax", "ucb1", "thompson", "gaussian_ts",
+    "linucb", "linucb_disjoint", "lints", "squarecb", "logistic_epsilon_greedy",
+)
+ALL_ENVS = ("bernoulli", "linear", "ml100k")
+RECSYS_ENV = {"ml-100k": "ml100k", "synthetic": "synthetic_recsys"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Bandit study: regret and CTR of every policy on every env."""
+
+    out: Path = Path("runs/bandits")  # run folder (replaced atomically at the end)
+    seeds: int = 5  # seeds averaged (95% CI over them); vmapped in one jit
+    quick: bool = False  # small size: fewer steps and streams
+    data: Literal["synthetic", "ml-100k"] = "ml-100k"  # recommender env: ml100k or synthetic_recsys
+    envs: str = ",".join(ALL_ENVS)  # comma-separated env names (ml100k follows --data)
+    policies: str = ",".join(ALL_POLICIES)  # comma-separated policy names
+    steps: int | None = None  # T steps per stream (default 1000, quick 200)
+    streams: int | None = None  # S streams per seed (default 64, quick 16)
+    num_arms: int = 10  # arms of the Bernoulli env
+    num_items: int = 20  # items of the linear env
+    dim: int = 8  # feature width of the linear env
+    seed: int = 0  # root seed; seed i uses fold_in(key(seed), i)
+
+
+def resolve(cfg: Config) -> dict:
+    """The concrete settings (defaults filled in); ValueError for people on bad input."""
+    envs = [e.strip() for e in cfg.envs.split(",") if e.strip()]
+    policies = [p.strip() for p in cfg.policies.split(",") if p.strip()]
+    envs = [RECSYS_ENV[cfg.data] if e in ("ml100k", "synthetic_recsys") else e for e in envs]
+    known_envs = ("bernoulli", "linear", "gaussian", "ml100k", "synthetic_recsys")
+    for e in envs:
+        if e not in known_envs:
+            raise ValueError(f"--envs: unknown env {e!r}; expected some of {', '.join(known_envs)}")
+    for p in policies:
+        if p not in ALL_POLICIES:
+            raise ValueError(f"--policies: unknown policy {p!r}; expected some of {', '.join(ALL_POLICIES)}")
+    if not envs or not policies:
+        raise ValueError("--envs and --policies: expected at least one name each")
+    steps = cfg.steps if cfg.steps is not None else (200 if cfg.quick else 1000)
+    streams = cfg.streams if cfg.streams is not None else (16 if cfg.quick else 64)
+    if cfg.seeds < 2:
+        raise ValueError(f"--seeds: expected >= 2 (a CI needs two), got {cfg.seeds}")
+    if steps < 1 or streams < 1:
+        raise ValueError(f"--steps/--streams: expected >= 1, got {steps}, {streams}")
+    return dict(dataclasses.asdict(cfg), out=str(cfg.out), envs=envs, policies=policies, steps=steps, streams=streams)
+
+
+def make_env(name: str, cfg: Config):
+    from rec_jax import sim
+
+    if name == "bernoulli":
+        return sim.make_env("bernoulli", num_arms=cfg.num_arms, one_hot_features=True)
+    if name == "linear":
+        return sim.make_env("linear", num_items=cfg.num_items, dim=cfg.dim)
+    if name == "gaussian":
+        return sim.make_env("gaussian", num_arms=cfg.num_arms)
+    return sim.make_env(name)
+
+
+def t_ci95(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    """95% half-width of the mean over ``axis`` with Student's t (n - 1 dof)."""
+    n = x.shape[axis]
+    if n < 2:
+        return np.full(np.delete(x.shape, axis), np.nan)
+    # t_{0.975, dof} for dof = 1..30; 1.96 beyond.
+    table = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+             2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+             2.052, 2.048, 2.045, 2.042]
+    t = table[n - 2] if n - 1 <= len(table) else 1.96
+    return t * np.std(x, axis=axis, ddof=1) / np.sqrt(n)
+
+
+def run_one(env_name: str, policy_name: str, settings: dict, cfg: Config, sims: dict) -> dict[str, np.ndarray]:
+    """Per-seed curves of one (env, policy): f32[seeds, T] arrays, streams averaged."""
+    import jax
+
+    from rec_jax.online import EngineConfig, make_run
+    from rec_jax.policies import make_policy
+    from rec_jax.policies.base import PolicySpec
+
+    sim, env_params = sims[env_name]
+    spec = PolicySpec(num_items=sim.num_items, feature_dim=sim.feature_dim, slate_size=1)
+    policy, policy_params = make_policy(policy_name, spec)
+    engine = make_run(EngineConfig(num_streams=settings["streams"]), policy, sim, spec=spec)
+    engine.validate(policy_params, env_params)
+    steps = settings["steps"]
+
+    def run_seed(key):
+        _, m = engine.run(key, policy_params, env_params, steps)
+        # Average over streams inside the jit: only [T] per seed comes back.
+        return m["regret"].mean(axis=1), m["click"].mean(axis=1), m["reward"].mean(axis=1)
+
+    root = jax.random.key(cfg.seed)
+    keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(np.arange(settings["seeds"]))
+    regret, click, reward = jax.device_get(jax.jit(jax.vmap(run_seed))(keys))  # [seeds, T]
+    t = np.arange(1, steps + 1)
+    return {
+        "regret": regret,
+        "click": click,
+        "reward": reward,
+        "cum_regret": np.cumsum(regret, axis=1, dtype=np.float64).astype(np.float32),
+        "ctr": (np.cumsum(click, axis=1, dtype=np.float64) / t).astype(np.float32),
+    }
+
+
+def plot(curves: dict, settings: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rec_jax.runs import save_figure
+
+    t = np.arange(1, settings["steps"] + 1)
+    for env in settings["envs"]:
+        for what, ylabel in (("cum_regret", "cumulative regret"), ("ctr", "CTR (running click rate)")):
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for policy in settings["policies"]:
+                y = curves[f"{env}/{policy}/{what}"]
+                mean, ci = y.mean(axis=0), t_ci95(y)
+                ax.plot(t, mean, label=policy)
+                ax.fill_between(t, mean - ci, mean + ci, alpha=0.2)
+            ax.set_xlabel("t (steps per stream)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{env}: {settings['streams']} streams, {settings['seeds']} seeds, 95% CI")
+            ax.legend(fontsize=7, ncol=2)
+            save_figure(fig, out / f"{'regret' if what == 'cum_regret' else 'ctr'}_{env}.png")
+
+
+def main(cfg: Config) -> dict:
+    """Run the study and write the run folder; returns the metrics dict."""
+    settings = resolve(cfg)
+    out = Path(cfg.out)
+    from rec_jax.runs import provenance, write_json
+
+    sims = {env: make_env(env, cfg) for env in settings["envs"]}
+    curves, metrics = {}, {}
+    for env in settings["envs"]:
+        for policy in settings["policies"]:
+            t0 = time.perf_counter()
+            c = run_one(env, policy, settings, cfg, sims)
+            total_regret = c["regret"].astype(np.float64).sum(axis=1)  # [seeds]
+            ctr = c["click"].astype(np.float64).mean(axis=1)
+            reward = c["reward"].astype(np.float64).sum(axis=1)
+            for name, per_seed in (("final_regret", total_regret), ("final_ctr", ctr), ("final_reward", reward)):
+                metrics[f"{name}/{env}/{policy}"] = float(per_seed.mean())
+                metrics[f"{name}/{env}/{policy}_ci95"] = float(t_ci95(per_seed))
+            curves[f"{env}/{policy}/cum_regret"] = c["cum_regret"]
+            curves[f"{env}/{policy}/ctr"] = c["ctr"]
+            print(f"{env:>16s} {policy:>24s} regret {total_regret.mean():9.2f} ± {t_ci95(total_regret):7.2f}"
+                  f"  ctr {ctr.mean():.3f}  ({time.perf_counter() - t0:.1f}s)", flush=True)
+
+    # Everything goes into a temp folder beside OUT, renamed at the end: never half-written.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write_json(tmp / "config.json", {"config": settings, "provenance": provenance()})
+        write_json(tmp / "metrics.json", metrics)
+        np.savez(tmp / "curves.npz", t=np.arange(1, settings["steps"] + 1), **curves)
+        plot(curves, settings, tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return metrics
+
+
+def cli(argv: list[str] | None = None) -> int:
+    import tyro
+
+    cfg = tyro.cli(Config, args=argv, description=__doc__.split("\n")[0])
+    try:
+        main(cfg)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

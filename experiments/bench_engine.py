@@ -1,0 +1,334 @@
+"""Throughput of the online engine, with NumPy LinUCB references on the same problem.
+
+    python experiments/bench_engine.py --policy linucb --items 100 --dim 16 --streams 4096 --steps 200 --numpy
+    python experiments/bench_engine.py --policy linucb --items 100 --dim 16 --streams 4096 --steps 200 --mode shared --numpy
+    python experiments/bench_engine.py --policy linucb --dim 16 --streams 1000000 --steps 20 --stream-chunk 65536
+    python experiments/bench_engine.py --policy linucb --streams 4096 --steps 200 --devices 2
+
+Prints ONE JSON line: ``user_steps_per_s`` (S * T / run_s), ``compile_s``,
+``run_s``, ``peak_rss_mb``, ``final_reward_sum``, ``state_checksum`` (sum of all
+final RunState leaves in float64, key data included), ``state_bytes_per_stream``
+(bytes of the per-stream leaves of the RunState, observation included, per stream)
+beside ``raw_policy_bytes_per_stream`` (the policy's own arrays) and
+``raw_sufficient_bytes_per_stream`` (what LinUCB minimally needs: A and b, float32).
+
+The problem is the ``linear`` env: N items with fixed features f32[N, D] (shared
+by all streams) and one hidden theta per stream, reward <x, theta> + N(0, 0.1^2).
+
+``--numpy`` runs, in the same process on the same item features and thetas:
+
+* ``numpy_batched``: LinUCB for all S streams at once, written to be fast.
+  Per-stream mode: ``mean = Theta X^T`` and ``var = A^{-1}_flat (X (x) X)^T`` are
+  two GEMMs over all streams (f32[S, D*D] x f32[D*D, N]), Sherman-Morrison
+  updates of A^{-1} and theta batched over streams. Shared mode (one A, b for all
+  streams, every stream scoring its own copy of the context): ``var`` is one GEMM
+  f32[S*N, D] x f32[D, D], the S rank-one updates are one GEMM X_a^T X_a, then a
+  Cholesky inverse of A per step (what the engine's shared mode computes).
+* ``numpy_incremental`` (per-stream mode only, informative): the same, keeping
+  the variances x_n^T A^{-1} x_n of every item up to date by Sherman-Morrison,
+  which is only valid because the item features never change.
+* ``numpy_loop``: a Python loop over streams as per-user bandit libraries do
+  (one small NumPy call sequence per user and step), timed on ``--loop-streams``
+  streams for ``--loop-steps`` steps and scaled to steps/s.
+
+``--devices N`` sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before
+JAX is imported (it only affects the host platform, so it is harmless where an
+accelerator is present) and shards the streams over the first N devices.
+``--stream-chunk C`` runs the S streams C at a time (independent streams, keys
+``fold_in(key, chunk)``), so a million streams fit in memory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import resource
+import sys
+import time
+from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Engine throughput benchmark (one JSON line on stdout)."""
+
+    policy: str = "linucb"  # policy name from rec_jax.policies
+    items: int = 100  # N items of the linear env
+    dim: int = 16  # D feature width
+    streams: int = 4096  # S user streams
+    steps: int = 200  # T steps per stream
+    mode: Literal["per_stream", "shared"] = "per_stream"  # policy state per stream or one shared
+    devices: int = 1  # shard the streams over this many devices (host devices forced on CPU)
+    numpy: bool = False  # also time the NumPy LinUCB references on the same problem
+    stream_chunk: int | None = None  # run the streams this many at a time (default: all at once)
+    loop_streams: int = 64  # streams of the timed per-stream Python loop reference
+    loop_steps: int = 50  # steps of the timed per-stream Python loop reference
+    seed: int = 0  # root seed
+    alpha: float = 1.0  # LinUCB alpha (when the policy has one)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ----------------------------------------------------------------------------- NumPy references
+
+
+def numpy_batched_per_stream(X, theta_true, alpha, reg, noise_std, steps, rng):
+    """LinUCB, one model per stream, all streams batched; returns (reward_sum, seconds)."""
+    import numpy as np
+
+    S, D = theta_true.shape
+    N = X.shape[0]
+    X = X.astype(np.float32)
+    XX = (X[:, :, None] * X[:, None, :]).reshape(N, D * D)  # x_n (x) x_n, f32[N, D*D]
+    a_inv = np.tile(np.eye(D, dtype=np.float32) / reg, (S, 1, 1))
+    theta = np.zeros((S, D), np.float32)
+    rows = np.arange(S)
+    total = 0.0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        mean = theta @ X.T  # [S, N]
+        var = a_inv.reshape(S, D * D) @ XX.T  # [S, N] = diag(X A_s^-1 X^T)
+        np.maximum(var, 0.0, out=var)
+        scores = mean + alpha * np.sqrt(var)
+        a = scores.argmax(axis=1)
+        x = X[a]  # [S, D]
+        r = np.einsum("sd,sd->s", x, theta_true) + noise_std * rng.standard_normal(S).astype(np.float32)
+        total += float(r.sum(dtype=np.float64))
+        u = np.einsum("sij,sj->si", a_inv, x)  # A^-1 x
+        denom = 1.0 + np.einsum("sd,sd->s", x, u)
+        # theta' = theta + u (r - x.theta) / (1 + x.u)   (Sherman-Morrison on A^-1 b)
+        theta += u * ((r - np.einsum("sd,sd->s", x, theta)) / denom)[:, None]
+        a_inv -= (u[:, :, None] * u[:, None, :]) / denom[:, None, None]
+    del rows
+    return total, time.perf_counter() - t0
+
+
+def numpy_incremental_per_stream(X, theta_true, alpha, reg, noise_std, steps, rng):
+    """As :func:`numpy_batched_per_stream`, also keeping var[s, n] = x_n^T A_s^-1 x_n by
+    Sherman-Morrison (valid only for fixed item features): O(S N D) per step."""
+    import numpy as np
+
+    S, D = theta_true.shape
+    X = X.astype(np.float32)
+    a_inv = np.tile(np.eye(D, dtype=np.float32) / reg, (S, 1, 1))
+    theta = np.zeros((S, D), np.float32)
+    var = np.tile(np.sum(X * X, axis=1) / reg, (S, 1)).astype(np.float32)  # [S, N]
+    total = 0.0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        scores = theta @ X.T + alpha * np.sqrt(np.maximum(var, 0.0))
+        a = scores.argmax(axis=1)
+        x = X[a]
+        r = np.einsum("sd,sd->s", x, theta_true) + noise_std * rng.standard_normal(S).astype(np.float32)
+        total += float(r.sum(dtype=np.float64))
+        u = np.einsum("sij,sj->si", a_inv, x)
+        denom = 1.0 + np.einsum("sd,sd->s", x, u)
+        theta += u * ((r - np.einsum("sd,sd->s", x, theta)) / denom)[:, None]
+        a_inv -= (u[:, :, None] * u[:, None, :]) / denom[:, None, None]
+        var -= (u @ X.T) ** 2 / denom[:, None]
+    return total, time.perf_counter() - t0
+
+
+def numpy_batched_shared(X, theta_true, alpha, reg, noise_std, steps, rng):
+    """Shared-parameter LinUCB: one (A, b) for all streams, each stream scoring its own
+    copy of the context f32[S, N, D]; one GEMM for all variances per step."""
+    import numpy as np
+
+    S, D = theta_true.shape
+    N = X.shape[0]
+    ctx = np.ascontiguousarray(np.broadcast_to(X.astype(np.float32), (S, N, D))).reshape(S * N, D)
+    gram = np.zeros((D, D), np.float32)
+    b = np.zeros(D, np.float32)
+    a_inv = np.eye(D, dtype=np.float32) / reg
+    eye = np.eye(D, dtype=np.float32)
+    rows = np.arange(S)
+    total = 0.0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        theta = a_inv @ b
+        mean = (ctx @ theta).reshape(S, N)
+        var = np.einsum("md,md->m", ctx @ a_inv, ctx).reshape(S, N)
+        scores = mean + alpha * np.sqrt(np.maximum(var, 0.0))
+        a = scores.argmax(axis=1)
+        x = ctx.reshape(S, N, D)[rows, a]  # [S, D]
+        r = np.einsum("sd,sd->s", x, theta_true) + noise_std * rng.standard_normal(S).astype(np.float32)
+        total += float(r.sum(dtype=np.float64))
+        gram += x.T @ x
+        b += x.T @ r
+        chol = np.linalg.cholesky(gram + reg * eye)
+        li = np.linalg.inv(chol)
+        a_inv = li.T @ li
+    return total, time.perf_counter() - t0
+
+
+def numpy_loop(X, theta_true, alpha, reg, noise_std, steps, rng, shared):
+    """Per-user Python loop (how per-user bandit libraries serve S users)."""
+    import numpy as np
+
+    S, D = theta_true.shape
+    X = X.astype(np.float32)
+    models = [(np.eye(D, dtype=np.float32) / reg, np.zeros(D, np.float32))] * (1 if shared else S)
+    models = [(a.copy(), b.copy()) for a, b in models]
+    total = 0.0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        for s in range(S):
+            a_inv, b = models[0 if shared else s]
+            theta = a_inv @ b
+            scores = X @ theta + alpha * np.sqrt(np.maximum(np.sum((X @ a_inv) * X, axis=1), 0.0))
+            x = X[int(np.argmax(scores))]
+            r = float(x @ theta_true[s] + noise_std * rng.standard_normal())
+            total += r
+            u = a_inv @ x
+            a_inv -= np.outer(u, u) / (1.0 + x @ u)
+            b += r * x
+    return total, time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+def main(cfg: Config) -> dict:
+    if cfg.devices > 1:
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cfg.devices}".strip()
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from rec_jax.online import EngineConfig, make_run, shard_streams, streams_mesh
+    from rec_jax.policies import make_policy
+    from rec_jax.policies.base import PolicySpec
+    from rec_jax.sim import make_env
+
+    chunk = cfg.stream_chunk or cfg.streams
+    if cfg.streams % chunk:
+        raise ValueError(f"--stream-chunk {chunk} must divide --streams {cfg.streams}")
+    if chunk % cfg.devices:
+        raise ValueError(f"--devices {cfg.devices} must divide the streams per chunk ({chunk})")
+    if cfg.devices > len(jax.devices()):
+        raise ValueError(f"--devices {cfg.devices}: only {len(jax.devices())} devices present")
+    num_chunks = cfg.streams // chunk
+
+    sim, env_params = make_env("linear", num_items=cfg.items, dim=cfg.dim, seed=cfg.seed)
+    spec = PolicySpec(num_items=cfg.items, feature_dim=cfg.dim)
+    policy, policy_params = make_policy(cfg.policy, spec)
+    if hasattr(policy_params, "alpha"):
+        policy_params = policy_params.replace(alpha=cfg.alpha)
+    engine = make_run(EngineConfig(num_streams=chunk, mode=cfg.mode), policy, sim, spec=spec)
+    engine.validate(policy_params, env_params)
+    mesh = streams_mesh(jax.devices()[: cfg.devices]) if cfg.devices > 1 else None
+
+    init = jax.jit(engine.init_run)
+
+    def chunk_fn(run_state):
+        # Only the reward total per stream leaves the jit; XLA drops the other metrics.
+        run_state, metrics = engine.run_chunk(run_state, cfg.steps)
+        return run_state, metrics["reward"].sum(axis=0)
+
+    run_jit = jax.jit(chunk_fn, donate_argnums=0)
+    root = jax.random.key(cfg.seed)
+
+    def make_state(c):
+        state = init(jax.random.fold_in(root, c), policy_params, env_params)
+        return shard_streams(state, mesh, cfg.mode) if mesh is not None else state
+
+    state0 = make_state(0)
+    jax.block_until_ready(state0)
+    t0 = time.perf_counter()
+    compiled = run_jit.lower(state0).compile()
+    compile_s = time.perf_counter() - t0
+
+    # Per-stream bytes of the RunState (the obs included), and what the policy itself holds.
+    def nbytes(tree):
+        return sum(x.nbytes for x in jax.tree.leaves(tree) if hasattr(x, "nbytes") and x.ndim > 0)
+
+    per_stream_tree = (state0.env_state, state0.obs) + (() if cfg.mode == "shared" else (state0.policy_state,))
+    state_bytes_per_stream = nbytes(per_stream_tree) / chunk
+    raw_policy_bytes = nbytes(state0.policy_state) / (1 if cfg.mode == "shared" else chunk)
+
+    reward_sum, checksum, run_s = 0.0, 0.0, 0.0
+    thetas = []
+    for c in range(num_chunks):
+        state = state0 if c == 0 else make_state(c)
+        jax.block_until_ready(state)
+        if cfg.numpy and c == 0:
+            thetas.append(np.asarray(state.env_state.theta))
+        t0 = time.perf_counter()
+        state, rewards = compiled(state)
+        jax.block_until_ready((state, rewards))
+        run_s += time.perf_counter() - t0
+        reward_sum += float(np.asarray(rewards, np.float64).sum())
+        leaves = jax.tree.leaves(state)
+        checksum += sum(
+            float(np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x,
+                             np.float64).sum())
+            for x in leaves
+        )
+        del state
+    user_steps = cfg.streams * cfg.steps
+    result = {
+        "policy": cfg.policy,
+        "mode": cfg.mode,
+        "items": cfg.items,
+        "dim": cfg.dim,
+        "streams": cfg.streams,
+        "steps": cfg.steps,
+        "stream_chunk": chunk,
+        "devices": cfg.devices,
+        "device_kind": jax.devices()[0].device_kind,
+        "user_steps_per_s": user_steps / run_s,
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "final_reward_sum": reward_sum,
+        "state_checksum": checksum,
+        "state_bytes_per_stream": state_bytes_per_stream,
+        "raw_policy_bytes_per_stream": raw_policy_bytes,
+        "raw_sufficient_bytes_per_stream": 4 * (cfg.dim * cfg.dim + cfg.dim),
+    }
+
+    if cfg.numpy:
+        if not cfg.policy.startswith("linucb"):
+            raise ValueError("--numpy: the NumPy references implement LinUCB; use --policy linucb")
+        X = np.asarray(env_params.item_features, np.float32)
+        theta_true = thetas[0]  # the first chunk's streams (same problem as the engine's)
+        reg = float(getattr(policy_params, "reg", 1.0))
+        noise = float(env_params.noise_std)
+        rng = np.random.default_rng(cfg.seed)
+        if cfg.mode == "shared":
+            np_sum, np_s = numpy_batched_shared(X, theta_true, cfg.alpha, reg, noise, cfg.steps, rng)
+        else:
+            np_sum, np_s = numpy_batched_per_stream(X, theta_true, cfg.alpha, reg, noise, cfg.steps, rng)
+            inc_sum, inc_s = numpy_incremental_per_stream(X, theta_true, cfg.alpha, reg, noise, cfg.steps, rng)
+            result["numpy_incremental_steps_per_s"] = chunk * cfg.steps / inc_s
+            result["numpy_incremental_reward_sum"] = inc_sum
+        sub = min(cfg.loop_streams, chunk)
+        loop_sum, loop_s = numpy_loop(
+            X, theta_true[:sub], cfg.alpha, reg, noise, cfg.loop_steps, rng, shared=cfg.mode == "shared"
+        )
+        result["numpy_batched_steps_per_s"] = chunk * cfg.steps / np_s
+        result["numpy_batched_reward_sum"] = np_sum  # first chunk only; compare with final_reward_sum / chunks
+        result["numpy_loop_steps_per_s"] = sub * cfg.loop_steps / loop_s
+        result["speedup_vs_numpy_batched"] = result["user_steps_per_s"] / result["numpy_batched_steps_per_s"]
+        result["speedup_vs_numpy_loop"] = result["user_steps_per_s"] / result["numpy_loop_steps_per_s"]
+    result["peak_rss_mb"] = _peak_rss_mb()
+    return result
+
+
+def cli(argv: list[str] | None = None) -> int:
+    import tyro
+
+    cfg = tyro.cli(Config, args=argv, description=__doc__.split("\n")[0])
+    try:
+        result = main(cfg)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

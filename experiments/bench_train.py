@@ -1,0 +1,72 @@
+"""Training and evaluation throughput of a preset, as ONE JSON line.
+
+    python experiments/bench_train.py --preset ml100k-sasrec --epochs 5
+
+Keys: sequences_per_s (training windows per second), positions_per_s (target
+positions in the loss per second), epoch_s (median over the timed epochs, compile
+excluded), eval_s (median of warm full-ranking passes over all test users),
+compile_s, peak_rss_mb (the whole process). No checkpoints are written.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rec_jax.cli import add_dataclass_options, apply_overrides, run_main
+from rec_jax.train.config import PRESETS, TrainConfig, get_preset
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="ml100k-sasrec", help=f"one of: {', '.join(sorted(PRESETS))}")
+    parser.add_argument("--timed-epochs", type=int, default=5, help="epochs to time (after compilation)")
+    add_dataclass_options(parser, TrainConfig, skip=("epochs", "patience", "checkpoint_every"))
+    args = parser.parse_args(argv)
+    config = apply_overrides(get_preset(args.preset), args)
+    # no early stop, no checkpoints: time exactly ``timed_epochs`` epochs
+    config = dataclasses.replace(config, epochs=args.timed_epochs, patience=args.timed_epochs + 1,
+                                 checkpoint_every=0)
+
+    import numpy as np
+
+    from rec_jax.models import make_model
+    from rec_jax.train.config import model_config
+    from rec_jax.train.evaluate import Evaluator
+    from rec_jax.train.pipeline import prepare
+    from rec_jax.train.run import peak_rss_mb
+    from rec_jax.train.trainer import fit
+
+    prepared = prepare(config)
+    model = make_model(config.model, model_config(config, prepared.num_items))
+    valid_eval = Evaluator(model, prepared.valid, config.eval_batch_size)
+    result = fit(model, config, prepared.windows, valid_eval, progress=False, log=lambda *_: None)
+    test_eval = Evaluator(model, prepared.test, config.eval_batch_size)
+    eval_s = test_eval.time_pass(result.best_params, repeats=5)
+    epoch_s = float(np.median(result.history["epoch_s"][: result.epochs_run]))
+    num_windows = int(prepared.windows.seq.shape[0])
+    num_positions = int(np.asarray(prepared.windows.target_mask).sum())
+    out = {
+        "preset": args.preset,
+        "model": config.model,
+        "sequences_per_s": num_windows / epoch_s,
+        "positions_per_s": num_positions / epoch_s,
+        "epoch_s": epoch_s,
+        "eval_s": eval_s,
+        "compile_s": result.compile_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "num_windows": num_windows,
+        "num_positions": num_positions,
+        "timed_epochs": result.epochs_run,
+    }
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    run_main(main)

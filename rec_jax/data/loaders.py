@@ -1,0 +1,229 @@
+"""Interaction loaders: GroupLens ``u.data`` / ``ratings.dat``, RecBole ``.inter``, CSV.
+
+All loaders return an ``Interactions`` in file order. Parsing is vectorized
+(``np.loadtxt`` on the selected columns); when it fails, the lines are rescanned
+in Python to report the first offending line and field as one ``DataError``,
+e.g. ``ratings.csv line 17: field 'timestamp' is 'abc', expected an integer``.
+Line numbers are 1-based and count the header and blank lines.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rec_jax.data.errors import DataError
+
+_INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
+
+
+@dataclass(frozen=True, eq=False)
+class Interactions:
+    """A log of (user, item, timestamp[, rating]) events, raw ids, in file order.
+
+    user: i64[M]       raw user ids
+    item: i64[M]       raw item ids
+    timestamp: i64[M]  event times (zeros if the file has none: file order then decides)
+    rating: f32[M] | None
+    source: str        where it came from (a path or a generator name)
+    """
+
+    user: np.ndarray
+    item: np.ndarray
+    timestamp: np.ndarray
+    rating: np.ndarray | None
+    source: str
+
+    def __post_init__(self):
+        m = len(self.user)
+        for name in ("item", "timestamp") + (("rating",) if self.rating is not None else ()):
+            if len(getattr(self, name)) != m:
+                raise DataError(f"{self.source}: field '{name}' has {len(getattr(self, name))} rows, expected {m}")
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    @property
+    def num_interactions(self) -> int:
+        return len(self.user)
+
+    def select(self, keep: np.ndarray) -> "Interactions":
+        """Rows where boolean ``keep: bool[M]`` is True (file order preserved)."""
+        return Interactions(self.user[keep], self.item[keep], self.timestamp[keep],
+                            None if self.rating is None else self.rating[keep], self.source)
+
+
+@dataclass(frozen=True)
+class _Column:
+    field: str    # our name: user, item, timestamp, rating
+    index: int    # 0-based column in the file
+    kind: str     # "int", "float", or "intfloat" (a float column whose values must be integral)
+    label: str = ""  # the column's name in the file, for messages (default: ``field``)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.field
+
+
+def load_interactions(path: str | Path) -> Interactions:
+    """Load an interaction file, dispatching on its name.
+
+    ``*.inter`` RecBole atomic file; ``*.dat`` (``ratings.dat``) ``::``-separated
+    user::item::rating::timestamp; ``*.csv`` with header ``user,item,timestamp[,rating]``;
+    ``u.data`` / ``*.data`` / ``*.tsv`` tab-separated user item rating timestamp, no header.
+    """
+    path = Path(path)
+    name = path.name
+    if name.endswith(".inter"):
+        return load_inter(path)
+    if name.endswith(".dat"):
+        return load_ratings_dat(path)
+    if name.endswith(".csv"):
+        return load_csv(path)
+    if name.endswith(".data") or name.endswith(".tsv"):
+        return load_udata(path)
+    raise DataError(f"{path}: unknown interaction file format; expected u.data, ratings.dat, "
+                    "*.inter (RecBole) or *.csv (user,item,timestamp[,rating])")
+
+
+def load_udata(path: str | Path) -> Interactions:
+    """GroupLens ML-100K ``u.data``: ``user\\titem\\trating\\ttimestamp``, no header."""
+    lines = _read_lines(path)
+    cols = [_Column("user", 0, "int"), _Column("item", 1, "int"),
+            _Column("rating", 2, "float"), _Column("timestamp", 3, "int")]
+    return _parse(path, lines, 0, "\t", 4, cols)
+
+
+def load_ratings_dat(path: str | Path) -> Interactions:
+    """GroupLens ML-1M/10M ``ratings.dat``: ``user::item::rating::timestamp``, no header."""
+    lines = _read_lines(path)
+    cols = [_Column("user", 0, "int"), _Column("item", 1, "int"),
+            _Column("rating", 2, "float"), _Column("timestamp", 3, "int")]
+    return _parse(path, lines, 0, "::", 4, cols)
+
+
+def load_inter(path: str | Path) -> Interactions:
+    """RecBole atomic ``.inter``: tab-separated, header ``name:type`` per column.
+
+    Columns are found by name: ``user_id``, ``item_id`` (required, integer values),
+    ``rating`` and ``timestamp`` (optional; a ``:float`` timestamp must hold integral values).
+    """
+    lines = _read_lines(path)
+    header = lines[0].split("\t")
+    names = {}
+    for j, h in enumerate(header):
+        base, _, typ = h.strip().partition(":")
+        names[base] = (j, typ)
+    cols = []
+    for field, key in (("user", "user_id"), ("item", "item_id"), ("rating", "rating"), ("timestamp", "timestamp")):
+        if key not in names:
+            if field in ("user", "item"):
+                raise DataError(f"{path} line 1: header has no '{key}' column (got {header!r})")
+            continue
+        j, typ = names[key]
+        kind = "float" if field == "rating" else ("intfloat" if typ == "float" else "int")
+        cols.append(_Column(field, j, kind, key))
+    return _parse(path, lines, 1, "\t", len(header), cols)
+
+
+def load_csv(path: str | Path) -> Interactions:
+    """CSV with a header naming ``user``, ``item``, ``timestamp`` and optionally ``rating``.
+
+    Columns may come in any order; ``user_id`` / ``item_id`` are accepted as aliases.
+    Fields must not be quoted.
+    """
+    lines = _read_lines(path)
+    header = [h.strip() for h in lines[0].split(",")]
+    aliases = {"user_id": "user", "item_id": "item"}
+    index = {aliases.get(h, h): j for j, h in enumerate(header)}
+    cols = []
+    for field, kind in (("user", "int"), ("item", "int"), ("timestamp", "int"), ("rating", "float")):
+        if field in index:
+            cols.append(_Column(field, index[field], kind, header[index[field]]))
+        elif field != "rating":
+            raise DataError(f"{path} line 1: header has no '{field}' column; "
+                            f"expected user,item,timestamp[,rating], got {lines[0]!r}")
+    return _parse(path, lines, 1, ",", len(header), cols)
+
+
+def _read_lines(path: str | Path) -> list[str]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        raise DataError(f"{path}: file is empty")
+    return lines
+
+
+def _parse(path, lines: list[str], skip: int, delim: str, num_fields: int,
+           cols: list[_Column]) -> Interactions:
+    """Vectorized parse of ``lines[skip:]``; any failure becomes one located DataError."""
+    body = lines[skip:]
+    line_no = np.flatnonzero([bool(s.strip()) for s in body]) + skip + 1  # 1-based file line numbers
+    rows = [lines[i - 1] for i in line_no]
+    if not rows:
+        raise DataError(f"{path}: no interactions after the header")
+    counts = np.fromiter((r.count(delim) for r in rows), np.int64, count=len(rows))
+    bad = np.flatnonzero(counts != num_fields - 1)
+    if len(bad):
+        k = bad[0]
+        raise DataError(f"{path} line {line_no[k]}: expected {num_fields} fields separated by "
+                        f"{delim!r}, got {counts[k] + 1}: {rows[k]!r}")
+    npdelim = delim
+    if len(delim) > 1:  # loadtxt wants one character; field counts were checked above
+        rows = [r.replace(delim, "\x1f") for r in rows]
+        npdelim = "\x1f"
+    dtype = [(c.field, {"int": np.int64, "float": np.float64, "intfloat": np.float64}[c.kind]) for c in cols]
+    order = np.argsort([c.index for c in cols])  # loadtxt returns usecols in file order
+    dtype = [dtype[i] for i in order]
+    cols_sorted = [cols[i] for i in order]
+    try:
+        table = np.loadtxt(rows, delimiter=npdelim, dtype=dtype, usecols=[c.index for c in cols_sorted],
+                           comments=None, ndmin=1)
+    except ValueError as e:
+        _raise_first_bad_field(path, lines, line_no, delim, cols_sorted, e)
+        raise  # unreachable
+    out = {}
+    for c in cols:
+        v = table[c.field]
+        if c.kind == "intfloat":
+            bad = np.flatnonzero(~np.isfinite(v) | (v != np.floor(v)))
+            if len(bad):
+                k = bad[0]
+                raise DataError(f"{path} line {line_no[k]}: field '{c.name}' is "
+                                f"{lines[line_no[k] - 1].split(delim)[c.index].strip()!r}, expected an integer value")
+            v = v.astype(np.int64)
+        out[c.field] = v
+    m = len(rows)
+    return Interactions(
+        user=out["user"].astype(np.int64),
+        item=out["item"].astype(np.int64),
+        timestamp=out["timestamp"].astype(np.int64) if "timestamp" in out else np.zeros(m, np.int64),
+        rating=out["rating"].astype(np.float32) if "rating" in out else None,
+        source=str(path),
+    )
+
+
+def _raise_first_bad_field(path, lines, line_no, delim, cols, err: Exception):
+    for n in line_no:
+        fields = lines[n - 1].split(delim)
+        for c in cols:
+            value = fields[c.index].strip()
+            if c.kind == "int":
+                ok = bool(_INT_RE.match(value))
+                what = "an integer"
+            else:
+                what = "a number"
+                try:
+                    ok = "_" not in value and value != "" and (float(value) or True)
+                except ValueError:
+                    ok = False
+            if not ok:
+                raise DataError(f"{path} line {n}: field '{c.name}' is {value!r}, expected {what}") from None
+    raise DataError(f"{path}: could not parse ({err})") from None

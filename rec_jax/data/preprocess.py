@@ -1,0 +1,110 @@
+"""k-core filtering and per-user sequences with remapped item ids (0 = padding)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rec_jax.data.errors import DataError
+from rec_jax.data.loaders import Interactions
+
+
+def kcore_filter(inter: Interactions, min_user: int = 5, min_item: int = 5) -> Interactions:
+    """Keep interactions whose user has >= ``min_user`` and item >= ``min_item`` of them.
+
+    Both conditions are applied together on the current rows and the filter repeats
+    until nothing changes (RecBole's ``user/item_inter_num_interval`` protocol), so the
+    result is the largest sub-log in which every user and item meets its threshold.
+    Every row counts (repeated user-item pairs count repeatedly). File order is kept.
+    Raises ``DataError`` if nothing is left.
+    """
+    if min_user < 0 or min_item < 0:
+        raise DataError(f"kcore_filter: min_user={min_user}, min_item={min_item}, expected >= 0")
+    _, user = np.unique(inter.user, return_inverse=True)
+    _, item = np.unique(inter.item, return_inverse=True)
+    keep = np.ones(len(inter), bool)
+    while True:
+        u_cnt = np.bincount(user[keep], minlength=user.max(initial=-1) + 1)
+        i_cnt = np.bincount(item[keep], minlength=item.max(initial=-1) + 1)
+        new_keep = keep & (u_cnt[user] >= min_user) & (i_cnt[item] >= min_item)
+        if np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    if not keep.any():
+        raise DataError(f"{inter.source}: no interactions left after the {min_user}-user/"
+                        f"{min_item}-item core filter ({len(inter)} before)")
+    return inter.select(keep)
+
+
+@dataclass(frozen=True, eq=False)
+class SequenceData:
+    """Per-user chronological item sequences in CSR form.
+
+    offsets: i64[U+1]       user u's items are items[offsets[u]:offsets[u+1]]
+    items: i32[M]           remapped item ids in 1..N (0 is reserved for padding)
+    timestamps: i64[M]      event time of each entry of ``items``
+    num_users: int          U
+    num_items: int          N (ids run 1..N; arrays over items have N+1 columns)
+    raw_user_ids: i64[U]    raw id of user u (users are numbered by sorted raw id)
+    raw_item_ids: i64[N+1]  raw id of item i; entry 0 is a placeholder (-1) for padding
+    """
+
+    offsets: np.ndarray
+    items: np.ndarray
+    timestamps: np.ndarray
+    num_users: int
+    num_items: int
+    raw_user_ids: np.ndarray
+    raw_item_ids: np.ndarray
+
+    def __post_init__(self):
+        if len(self.offsets) != self.num_users + 1 or len(self.raw_user_ids) != self.num_users:
+            raise ValueError("SequenceData: offsets/raw_user_ids do not match num_users")
+        if len(self.raw_item_ids) != self.num_items + 1:
+            raise ValueError("SequenceData: raw_item_ids must have num_items + 1 entries")
+        if self.offsets[-1] != len(self.items) or len(self.timestamps) != len(self.items):
+            raise ValueError("SequenceData: offsets[-1], items and timestamps disagree")
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """i64[U]: number of interactions of each user."""
+        return np.diff(self.offsets)
+
+    @property
+    def num_interactions(self) -> int:
+        return len(self.items)
+
+    @property
+    def user_of_position(self) -> np.ndarray:
+        """i64[M]: the user owning each entry of ``items``."""
+        return np.repeat(np.arange(self.num_users), self.lengths)
+
+    def seq(self, u: int) -> np.ndarray:
+        """i32[len_u]: user u's items, oldest first."""
+        return self.items[self.offsets[u]:self.offsets[u + 1]]
+
+
+def build_sequences(inter: Interactions) -> SequenceData:
+    """Group a log into per-user chronological sequences.
+
+    Users are numbered 0..U-1 and items 1..N, both in order of sorted raw id (so the
+    remap depends only on the set of ids, not on file order). Each user's events are
+    sorted by (timestamp, position in the file): ties keep file order.
+    """
+    if len(inter) == 0:
+        raise DataError(f"{inter.source}: no interactions")
+    raw_users, user = np.unique(inter.user, return_inverse=True)
+    raw_items, item = np.unique(inter.item, return_inverse=True)
+    order = np.lexsort((np.arange(len(inter)), inter.timestamp, user))
+    counts = np.bincount(user, minlength=len(raw_users))
+    offsets = np.zeros(len(raw_users) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return SequenceData(
+        offsets=offsets,
+        items=(item[order] + 1).astype(np.int32),
+        timestamps=inter.timestamp[order].astype(np.int64),
+        num_users=int(len(raw_users)),
+        num_items=int(len(raw_items)),
+        raw_user_ids=raw_users.astype(np.int64),
+        raw_item_ids=np.concatenate([[-1], raw_items]).astype(np.int64),
+    )

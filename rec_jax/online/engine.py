@@ -1,0 +1,284 @@
+"""The online engine: ``lax.scan`` over time of ``vmap`` over user streams.
+
+    run = make_run(EngineConfig(num_streams=S), policy, sim)
+    state = run.init_run(key, policy_params, env_params)        # RunState
+    state, metrics = run.run_chunk(state, num_steps)            # num_steps static
+    metrics["regret"]                                           # f32[T, S]
+
+Policies and simulators are written for ONE stream (DESIGN.md, "Write for one,
+vmap for many"); the engine vmaps them over the ``S`` streams and scans over the
+``T`` steps. Everything is pure and jit/vmap friendly: the caller jits once (a
+second call with the same shapes does not retrace) and may vmap ``run`` over seeds
+or over policy/env params (hyperparameters are data).
+
+Two ways of holding the policy state:
+
+* ``mode="per_stream"``: every stream has its own state (leading ``[S]`` axis);
+  streams never talk to each other.
+* ``mode="shared"``: ONE state. Each step every stream acts from it, every stream
+  computes ``update(shared, ...)`` on its own observation, and ``policy.merge``
+  folds the ``S`` updates back into one state (summed sufficient statistics, then
+  the policy re-factorises whatever it derives from them).
+
+Per-step randomness: ``step_key = fold_in(run_key, step)`` split into purpose-named
+keys (act, env, update), each split again into ``S`` per-stream keys, so a chunked
+or resumed run draws exactly the numbers an uninterrupted one draws.
+
+Sharding: :func:`shard_streams` places the leading (streams) axis of every
+per-stream leaf on a 1-D ``Mesh`` axis named ``"streams"``; the algorithm code is
+unchanged and XLA inserts the (shared-mode) reductions.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from rec_jax.policies.base import Observation, Policy, PolicySpec
+from rec_jax.sim.base import Simulator
+
+MODES = ("per_stream", "shared")
+LOG_CONTEXTS = ("features", "none")
+STREAMS_AXIS = "streams"
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """Static shape and layout of an online run (hashable; static under jit)."""
+
+    num_streams: int = 16  # S parallel user streams, the leading axis of per-stream leaves
+    slate_size: int = 1  # K items shown per step; 1 = a single action per step
+    mode: str = "per_stream"  # "per_stream": own policy state per stream; "shared": one state for all
+    log_tuples: bool = False  # also return the logged (context, action, propensity, reward) tuples
+    log_context: str = "features"  # with log_tuples: "features" logs obs.features/available; "none" skips them
+
+    def validate(self, num_items: int) -> None:
+        """Raise ``ValueError`` naming the field when the config cannot run."""
+        if not isinstance(self.num_streams, int) or self.num_streams < 1:
+            raise ValueError(f"EngineConfig.num_streams: expected an int >= 1, got {self.num_streams!r}")
+        if not isinstance(self.slate_size, int) or not 1 <= self.slate_size <= num_items:
+            raise ValueError(
+                f"EngineConfig.slate_size: expected an int in [1, num_items={num_items}], got {self.slate_size!r}"
+            )
+        if self.mode not in MODES:
+            raise ValueError(f"EngineConfig.mode: expected one of {MODES}, got {self.mode!r}")
+        if self.log_context not in LOG_CONTEXTS:
+            raise ValueError(f"EngineConfig.log_context: expected one of {LOG_CONTEXTS}, got {self.log_context!r}")
+
+
+@struct.dataclass
+class RunState:
+    """Everything a run needs to continue; what Orbax saves between chunks.
+
+    policy_state:  the policy's state; leading [S] axis in per-stream mode, none in shared mode.
+    env_state:     the simulator's state, leading [S] axis.
+    obs:           Observation, leaves with a leading [S] axis (features f32[S, N, D] ...).
+    key:           the run's typed PRNG key; step t uses fold_in(key, t).
+    step:          int32[], number of steps taken so far.
+    policy_params: the policy's hyperparameters (no S axis; data, so vmappable / adaptable).
+    env_params:    the simulator's params (no S axis).
+    """
+
+    policy_state: Any
+    env_state: Any
+    obs: Observation
+    key: jax.Array
+    step: jax.Array
+    policy_params: Any
+    env_params: Any
+
+
+class Run(NamedTuple):
+    """The pure functions :func:`make_run` returns (plus what they were built from)."""
+
+    init_run: Callable[..., RunState]  # (key, policy_params, env_params) -> RunState
+    run_chunk: Callable[..., tuple]  # (run_state, num_steps) -> (RunState, metrics)
+    run: Callable[..., tuple]  # (key, policy_params, env_params, num_steps) -> (RunState, metrics)
+    validate: Callable[..., None]  # host-side: (policy_params, env_params) -> None or ValueError
+    config: EngineConfig
+    spec: PolicySpec
+
+
+def make_run(
+    config: EngineConfig,
+    policy: Policy,
+    sim: Simulator,
+    *,
+    spec: PolicySpec | None = None,
+    validate_policy_params: Callable[[Any], None] | None = None,
+    validate_env_params: Callable[[Any], None] | None = None,
+) -> Run:
+    """Build the pure ``init_run`` / ``run_chunk`` / ``run`` of one online study.
+
+    Args:
+      config: static layout (streams, slate size, mode, logging).
+      policy: the policy's four pure functions, written for one stream.
+      sim: the simulator, written for one stream.
+      spec: the policy's static shapes; default built from ``sim`` and ``config``.
+      validate_policy_params / validate_env_params: host-side checks of concrete
+        params; default: the params' own ``validate(spec)`` method when it has one,
+        else ``rec_jax.sim.validate_params`` for the registered simulators' params;
+        non-finite float leaves are always rejected.
+
+    Returns a :class:`Run`. Metrics of ``run_chunk`` are a dict of arrays stacked
+    over steps (no host round trips):
+
+      reward f32[T, S], click f32[T, S], expected_reward f32[T, S],
+      regret f32[T, S] (best expected - expected of the chosen action/slate),
+      propensity f32[T, S] (f32[T, S, K] for slates: conditional pick probabilities),
+      and with ``config.log_tuples`` a nested ``log`` dict: action i32[T, S(, K)],
+      propensity, marginal f32[T, S, K', N] (K' = 1 for single actions),
+      reward, slot_rewards f32[T, S, K], num_mc_samples i32[T, S], and with
+      ``log_context="features"`` the context features f32[T, S, N, D] and
+      available bool[T, S, N] seen when acting.
+    """
+    config.validate(sim.num_items)
+    if spec is None:
+        spec = PolicySpec(num_items=sim.num_items, feature_dim=sim.feature_dim, slate_size=config.slate_size)
+    num_streams = config.num_streams
+    shared = config.mode == "shared"
+    policy_axis = None if shared else 0
+
+    def init_run(key: jax.Array, policy_params: Any, env_params: Any) -> RunState:
+        """RunState at step 0: S simulator resets and the policy's initial state."""
+        reset_key, policy_key, run_key = jax.random.split(key, 3)
+        obs, env_state = jax.vmap(sim.reset, in_axes=(0, None))(jax.random.split(reset_key, num_streams), env_params)
+        if shared:
+            policy_state = policy.init(policy_key, spec)
+        else:
+            policy_state = jax.vmap(policy.init, in_axes=(0, None))(jax.random.split(policy_key, num_streams), spec)
+        return RunState(
+            policy_state=policy_state,
+            env_state=env_state,
+            obs=obs,
+            key=run_key,
+            step=jnp.zeros((), jnp.int32),
+            policy_params=policy_params,
+            env_params=env_params,
+        )
+
+    def step_fn(rs: RunState, _):
+        step_key = jax.random.fold_in(rs.key, rs.step)
+        act_key, env_key, update_key = jax.random.split(step_key, 3)
+        act_keys = jax.random.split(act_key, num_streams)
+        env_keys = jax.random.split(env_key, num_streams)
+        update_keys = jax.random.split(update_key, num_streams)
+
+        obs_tm1 = rs.obs
+        action, info = jax.vmap(policy.act, in_axes=(0, policy_axis, 0, None))(
+            act_keys, rs.policy_state, obs_tm1, rs.policy_params
+        )
+        obs_t, env_state, out = jax.vmap(sim.step, in_axes=(0, 0, 0, None))(
+            env_keys, rs.env_state, action, rs.env_params
+        )
+        # Single actions learn from the scalar reward, slates from the per-slot rewards.
+        feedback = out.reward if config.slate_size == 1 else out.slot_rewards
+        new_policy_states = jax.vmap(policy.update, in_axes=(0, policy_axis, 0, 0, 0, None))(
+            update_keys, rs.policy_state, obs_tm1, action, feedback, rs.policy_params
+        )
+        policy_state = policy.merge(rs.policy_state, new_policy_states) if shared else new_policy_states
+
+        metrics = {
+            "reward": out.reward,
+            "click": out.click,
+            "expected_reward": out.expected_reward,
+            "regret": out.best_expected_reward - out.expected_reward,
+            "propensity": info.propensity,
+        }
+        if config.log_tuples:
+            log = {
+                "action": action,
+                "propensity": info.propensity,
+                "marginal": info.marginal,
+                "num_mc_samples": info.num_mc_samples,
+                "reward": out.reward,
+                "slot_rewards": out.slot_rewards,
+            }
+            if config.log_context == "features":
+                log["features"] = obs_tm1.features
+                log["available"] = obs_tm1.available
+            metrics["log"] = log
+        new_rs = rs.replace(policy_state=policy_state, env_state=env_state, obs=obs_t, step=rs.step + 1)
+        return new_rs, metrics
+
+    def run_chunk(run_state: RunState, num_steps: int) -> tuple[RunState, dict]:
+        """Advance ``num_steps`` (static) steps; metrics stacked as [T, S, ...]."""
+        return jax.lax.scan(step_fn, run_state, None, length=num_steps)
+
+    def run(key: jax.Array, policy_params: Any, env_params: Any, num_steps: int) -> tuple[RunState, dict]:
+        """``init_run`` then ``run_chunk`` over ``num_steps`` (static) steps."""
+        return run_chunk(init_run(key, policy_params, env_params), num_steps)
+
+    def validate(policy_params: Any, env_params: Any) -> None:
+        """Host-side check of concrete params (once, before jit); ValueError when bad."""
+        _call_validator(validate_policy_params, policy_params, "policy params", spec)
+        _call_validator(validate_env_params, env_params, "env params")
+
+    return Run(init_run=init_run, run_chunk=run_chunk, run=run, validate=validate, config=config, spec=spec)
+
+
+def _call_validator(fn: Callable[[Any], None] | None, params: Any, what: str, spec: PolicySpec | None = None) -> None:
+    if fn is not None:
+        fn(params)
+    elif hasattr(params, "validate"):
+        # Policy params validate themselves (optionally against the spec).
+        params.validate(spec) if spec is not None else params.validate()
+    elif type(params).__module__.startswith("rec_jax.sim."):
+        from rec_jax.sim import validate_params
+
+        validate_params(params)
+    # Catch NaN / inf whatever the policy or simulator checks.
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        try:
+            arr = np.asarray(leaf)
+        except jax.errors.TracerArrayConversionError as e:
+            raise ValueError(f"{what}: validate concrete params on the host, not inside jit") from e
+        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+            raise ValueError(f"{what}{jax.tree_util.keystr(path)}: expected finite values, got {arr.ravel()[:8]}")
+
+
+# ----------------------------------------------------------------------------- sharding
+
+
+def streams_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over ``devices`` (default: all) with the axis named ``"streams"``."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(list(devices), (STREAMS_AXIS,))
+
+
+def stream_shardings(run_state: RunState, mesh: Mesh, mode: str = "per_stream") -> RunState:
+    """A RunState-shaped pytree of ``NamedSharding``: per-stream leaves split on the
+    leading axis over ``mesh``'s ``"streams"`` axis, everything else replicated."""
+    split = NamedSharding(mesh, PartitionSpec(STREAMS_AXIS))
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def place(tree, sharding):
+        return jax.tree.map(lambda _: sharding, tree)
+
+    return RunState(
+        policy_state=place(run_state.policy_state, replicated if mode == "shared" else split),
+        env_state=place(run_state.env_state, split),
+        obs=place(run_state.obs, split),
+        key=replicated,
+        step=replicated,
+        policy_params=place(run_state.policy_params, replicated),
+        env_params=place(run_state.env_params, replicated),
+    )
+
+
+def shard_streams(run_state: RunState, mesh: Mesh, mode: str = "per_stream") -> RunState:
+    """Place the streams axis of ``run_state`` on ``mesh`` (see :func:`stream_shardings`).
+
+    The number of streams must be a multiple of the mesh size. A jitted
+    ``run_chunk`` then runs sharded with no change to the algorithm code.
+    """
+    num_devices = mesh.shape[STREAMS_AXIS]
+    num_streams = jax.tree.leaves(run_state.env_state)[0].shape[0] if jax.tree.leaves(run_state.env_state) else None
+    if num_streams is not None and num_streams % num_devices:
+        raise ValueError(f"shard_streams: num_streams={num_streams} is not a multiple of the {num_devices} devices")
+    return jax.device_put(run_state, stream_shardings(run_state, mesh, mode))

@@ -1,0 +1,201 @@
+"""Slate builders shared by the policies, with their propensities.
+
+Three schemes cover every policy in this package; each returns
+``(action, ActInfo)`` with ``action`` int32[] for K = 1 and int32[K] for slates,
+``propensity`` f32[] / f32[K] (the conditional probability of each pick given the
+picks before it) and ``marginal`` f32[K, N] (probability that item n is shown in
+slot k; for K = 1 the full action distribution).
+
+* :func:`epsilon_ranked_slate` -- a ranker by ``values`` with epsilon exploration,
+  per slot: with probability eps a uniform item among those left, else the best
+  item left (ties broken uniformly at random). eps = 0 is a deterministic ranker
+  (greedy, UCB, LinUCB), eps = 1 uniform sampling without replacement. Conditional
+  propensities AND marginals are exact (an O(K^2 + K N) dynamic programme).
+* :func:`sequential_slate` -- each slot drawn from a distribution over the items
+  left (softmax = Plackett-Luce, SquareCB's inverse-gap weighting). Conditional
+  propensities are exact; slot 0's marginal is exact, slots >= 1 are Monte Carlo
+  over ``num_mc_samples`` simulated slates (``num_mc_samples`` is reported then).
+* :func:`sampled_topk_slate` -- Thompson-type: the top-K of one posterior draw.
+  Marginals and propensities are Monte Carlo over ``num_mc_samples`` draws, the
+  first of which is the draw that chose the action (so no estimate is 0; the
+  propensity of the chosen action is biased up by at most 1/num_mc_samples).
+
+Availability: items with ``available = False`` are never chosen and get zero
+probability. If fewer than K items are available, the lowest-index unavailable
+items are treated as available for that step, so a slate is always K distinct items.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from rec_jax.policies.base import ActInfo
+
+# Finite stand-in for -inf / NaN values so ranking keys stay ordered.
+_LOWEST = -3.0e38
+
+
+def effective_available(available: jax.Array, slate_size: int) -> jax.Array:
+    """bool[N]: ``available``, topped up with the lowest-index unavailable items up to K."""
+    available = jnp.asarray(available, bool)
+    need = jnp.maximum(slate_size - jnp.sum(available), 0)
+    unavailable_rank = jnp.cumsum(~available)  # 1-based rank among unavailable items
+    return available | (~available & (unavailable_rank <= need))
+
+
+def _finish(picks, props, marginal, num_mc_samples, slate_size):
+    if slate_size == 1:
+        picks, props = picks[0], props[0]
+    info = ActInfo(
+        propensity=props.astype(jnp.float32),
+        marginal=marginal.astype(jnp.float32),
+        num_mc_samples=jnp.asarray(num_mc_samples, jnp.int32),
+    )
+    return picks.astype(jnp.int32), info
+
+
+def _uniform_pick(key, mask):
+    return jax.random.categorical(key, jnp.where(mask, 0.0, -jnp.inf))
+
+
+# ----------------------------------------------------------------------------- epsilon-ranked
+
+
+def epsilon_ranked_slate(key, values, available, epsilon, slate_size):
+    """Rank by ``values`` f32[N] with per-slot epsilon exploration; exact propensities.
+
+    Slot k: with probability eps pick uniformly among the items left, otherwise the
+    best item left, uniformly among exact ties. The conditional propensity of a pick
+    is ``(1 - eps) * [pick is a best item left] / #best left + eps / #left``.
+    """
+    k_slots = slate_size
+    mask = effective_available(available, k_slots)
+    eps = jnp.clip(jnp.asarray(epsilon, jnp.float32), 0.0, 1.0)
+    v = jnp.where(jnp.isnan(values), _LOWEST, jnp.maximum(values.astype(jnp.float32), _LOWEST))
+
+    def slot(remaining, slot_key):
+        explore_key, uniform_key, tie_key = jax.random.split(slot_key, 3)
+        v_left = jnp.where(remaining, v, -jnp.inf)
+        best = remaining & (v_left == jnp.max(v_left))
+        num_best = jnp.sum(best).astype(jnp.float32)
+        num_left = jnp.sum(remaining).astype(jnp.float32)
+        explore = jax.random.bernoulli(explore_key, eps)
+        pick = jnp.where(explore, _uniform_pick(uniform_key, remaining), _uniform_pick(tie_key, best))
+        prop = (1.0 - eps) * best[pick] / num_best + eps / num_left
+        return remaining.at[pick].set(False), (pick, prop)
+
+    _, (picks, props) = jax.lax.scan(slot, mask, jax.random.split(key, k_slots))
+    marginal = epsilon_ranked_marginals(v, mask, eps, k_slots)
+    return _finish(picks, props, marginal, 0, k_slots)
+
+
+def epsilon_ranked_marginals(values, mask, epsilon, slate_size):
+    """f32[K, N] exact per-slot marginals of :func:`epsilon_ranked_slate`.
+
+    Fix a ranking of the M available items (ties: a uniform random order, which the
+    per-slot uniform tie-breaking is equivalent to). Before slot k let g be the
+    number of top-ranked items all already taken; the k - g other taken items are a
+    uniformly random subset of ranks g+1..M-1 (by symmetry of uniform exploration),
+    so (k, g) is a Markov chain. The pick is rank g w.p. 1 - eps + eps/(M-k), and
+    any rank r > g w.p. eps/(M-k) * P(r not taken) = eps/(M-k) * (M-k-1)/(M-g-1).
+    Taking rank g moves g to g + 1 + L, L the run of taken ranks after g, with
+    P(L >= l) = prod_{i<l} (k-g-i)/(M-g-1-i). Item marginals average the rank
+    marginals over the item's tie group.
+    """
+    n = values.shape[0]
+    k_slots = slate_size
+    sort_key = jnp.where(mask, -values, jnp.inf)
+    sorted_key = jnp.sort(sort_key)
+    start = jnp.searchsorted(sorted_key, sort_key, side="left")
+    end = jnp.searchsorted(sorted_key, sort_key, side="right")
+    m = jnp.sum(mask).astype(jnp.float32)
+    eps = epsilon
+    ranks = jnp.arange(n)
+    g_int = jnp.arange(k_slots + 1)
+    g = g_int.astype(jnp.float32)
+    l_int = jnp.arange(k_slots + 1)
+    dist = jnp.zeros((k_slots + 1,), jnp.float32).at[0].set(1.0)  # P(g) before slot k
+    rows = []
+    for k in range(k_slots):
+        left = m - k
+        p_ext = 1.0 - eps + eps / left
+        beyond = m - g - 1.0
+        c = jnp.where(beyond > 0, eps / left * (left - 1.0) / jnp.where(beyond > 0, beyond, 1.0), 0.0)
+        cum = jnp.concatenate([jnp.zeros((1,)), jnp.cumsum(dist * c)])  # cum[j] = sum_{g<j} dist*c
+        head = jnp.where(ranks <= k_slots, dist[jnp.minimum(ranks, k_slots)], 0.0) * p_ext
+        p_rank = jnp.where(ranks < m, head + cum[jnp.minimum(ranks, k_slots + 1)], 0.0)
+        cs = jnp.concatenate([jnp.zeros((1,)), jnp.cumsum(p_rank)])
+        rows.append(jnp.where(mask, (cs[end] - cs[start]) / jnp.maximum(end - start, 1), 0.0))
+        if k + 1 < k_slots:
+            s = (k - g)[:, None]  # taken beyond the prefix
+            i = jnp.arange(k_slots, dtype=jnp.float32)[None, :]
+            ok = i < s
+            ratio = jnp.where(ok, (s - i) / jnp.where(ok, beyond[:, None] - i, 1.0), 0.0)
+            surv = jnp.concatenate([jnp.ones((k_slots + 1, 1)), jnp.cumprod(ratio, axis=1)], axis=1)
+            p_run = surv - jnp.concatenate([surv[:, 1:], jnp.zeros((k_slots + 1, 1))], axis=1)
+            target = g_int[:, None] + 1 + l_int[None, :]
+            new = jnp.zeros((2 * k_slots + 2,), jnp.float32)
+            new = new.at[target].add(dist[:, None] * p_ext * p_run)
+            new = new.at[g_int].add(dist * (1.0 - p_ext))
+            dist = new[: k_slots + 1]
+    return jnp.stack(rows)
+
+
+# ----------------------------------------------------------------------------- sequential sampling
+
+
+def sequential_slate(key, probs_fn: Callable, available, slate_size, num_mc_samples):
+    """Draw slot after slot from ``probs_fn(remaining bool[N]) -> f32[N]``.
+
+    ``probs_fn`` must return a distribution supported on ``remaining``. Conditional
+    propensities are exact; marginals: slot 0 exact, slots >= 1 Monte Carlo over
+    ``num_mc_samples`` (static) simulated slates.
+    """
+    k_slots = slate_size
+    mask = effective_available(available, k_slots)
+
+    def sample(sample_key):
+        def slot(remaining, slot_key):
+            p = probs_fn(remaining)
+            pick = jax.random.categorical(slot_key, jnp.where(remaining & (p > 0), jnp.log(p), -jnp.inf))
+            return remaining.at[pick].set(False), (pick, p[pick])
+
+        _, out = jax.lax.scan(slot, mask, jax.random.split(sample_key, k_slots))
+        return out
+
+    act_key, mc_key = jax.random.split(key)
+    picks, props = sample(act_key)
+    first = probs_fn(mask)
+    if k_slots == 1:
+        return _finish(picks, props, first[None], 0, k_slots)
+    mc_picks, _ = jax.vmap(sample)(jax.random.split(mc_key, num_mc_samples))
+    marginal = jnp.mean(jax.nn.one_hot(mc_picks, first.shape[-1], dtype=jnp.float32), axis=0)
+    marginal = marginal.at[0].set(first)
+    return _finish(picks, props, marginal, num_mc_samples, k_slots)
+
+
+# ----------------------------------------------------------------------------- Thompson-type
+
+
+def sampled_topk_slate(key, sample_fn: Callable, available, slate_size, num_mc_samples):
+    """Top-K of one draw of ``sample_fn(key) -> f32[N]``; Monte Carlo propensities.
+
+    ``num_mc_samples`` (static) draws are made; draw 0 picks the slate. The
+    marginal of (slot k, item n) is the fraction of draws whose top-K puts n in
+    slot k; the conditional propensity of slot k is (#draws whose top-(k+1) prefix
+    equals the slate's) / (#draws whose top-k prefix does).
+    """
+    k_slots = slate_size
+    mask = effective_available(available, k_slots)
+    scores = jax.vmap(sample_fn)(jax.random.split(key, num_mc_samples))  # [S, N]
+    n = scores.shape[-1]
+    scores = jnp.where(mask[None], scores, -jnp.inf)
+    _, top = jax.lax.top_k(scores, k_slots)  # [S, K]
+    picks = top[0]
+    marginal = jnp.mean(jax.nn.one_hot(top, n, dtype=jnp.float32), axis=0)
+    prefix_match = jnp.cumprod(top == picks[None], axis=1)  # [S, K]
+    matches = jnp.sum(prefix_match, axis=0).astype(jnp.float32)
+    before = jnp.concatenate([jnp.full((1,), float(num_mc_samples)), matches[:-1]])
+    return _finish(picks, matches / before, marginal, num_mc_samples, k_slots)

@@ -1,0 +1,68 @@
+"""LinUCB with one shared linear model per stream (Li et al. 2010, eq. 4, "shared" form).
+
+score_n = x_n^T theta + alpha * sqrt(x_n^T A^{-1} x_n), A = reg I + sum x x^T,
+theta = A^{-1} b, over the item features ``obs.features`` f32[N, D]. ``A^{-1}`` is
+kept by Sherman-Morrison and re-factorised by Cholesky every ``refactor_every``
+rank-one updates (see :mod:`rec_jax.policies._ridge`). Slates are the top-K
+scores; exact ties are broken uniformly at random, so propensities are exact
+(1 / #ties left per slot, 1 without ties; num_mc_samples = 0). Slate updates
+add one rank-one term per shown item with its slot reward. Shared-mode ``merge``
+sums the deltas of A and b over streams and recomputes the inverse.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import struct
+
+from rec_jax.policies import _common, _ridge
+from rec_jax.policies._slates import epsilon_ranked_slate
+from rec_jax.policies.base import Policy, PolicySpec
+
+NAME = "linucb"
+
+
+@struct.dataclass
+class LinUCBParams:
+    alpha: float = 1.0  # width of the confidence bonus, >= 0
+    reg: float = 1.0  # ridge regulariser lambda > 0 (takes effect at the next update)
+    refactor_every: int = 100  # recompute A^{-1} by Cholesky every this many rank-one updates
+
+    def validate(self, spec: PolicySpec | None = None) -> None:
+        validate_params(self, spec)
+
+
+def validate_params(params: LinUCBParams, spec: PolicySpec | None = None) -> None:
+    """Host-side check of concrete params (and spec); one-line ValueError naming the field."""
+    if spec is not None:
+        _common.check_spec(spec, NAME, needs_features=True)
+    _common.check_range(params, "alpha", low=0.0)
+    _ridge.check_ridge_params(params)
+
+
+def ucb_scores(a_inv, b, features, alpha):
+    """f32[N] x^T A^-1 b + alpha sqrt(x^T A^-1 x) for features f32[N, D]."""
+    mean = features @ (a_inv @ b)
+    var = jnp.maximum(jnp.sum((features @ a_inv) * features, axis=-1), 0.0)
+    return mean + jnp.maximum(jnp.asarray(alpha, jnp.float32), 0.0) * jnp.sqrt(var)
+
+
+def make_linucb(spec: PolicySpec) -> Policy:
+    """Shared-parameter LinUCB for one stream; ``spec`` fixes N, D and K."""
+    _common.check_spec(spec, NAME, needs_features=True)
+    k = spec.slate_size
+
+    def init(key, spec):
+        del key
+        return _ridge.init_ridge(spec.feature_dim)
+
+    def act(key, state, obs, params):
+        scores = ucb_scores(state.a_inv, state.b, obs.features.astype(jnp.float32), params.alpha)
+        return epsilon_ranked_slate(key, scores, obs.available, 0.0, k)
+
+    def update(key, state, obs, action, reward, params):
+        del key
+        items, rewards = _common.as_slots(action, reward, k)
+        xs = obs.features.astype(jnp.float32)[items]
+        return _ridge.ridge_update(state, xs, rewards, params.reg, params.refactor_every)
+
+    return Policy(init=init, act=act, update=update, merge=_ridge.ridge_merge)

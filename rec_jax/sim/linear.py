@@ -1,0 +1,149 @@
+"""Contextual bandit with item features and a hidden parameter theta.
+
+Each step shows N items with features x_{t,i} f32[D]: the fixed item features
+(params) plus, optionally, per-step Gaussian noise, each row scaled to unit L2
+norm. Each stream draws its own theta in ``reset``:
+``theta = theta_mean + theta_std * N(0, I_D)`` (``theta_std = 0`` gives a fixed theta).
+
+* ``link="linear"``:   reward = <x_i, theta> + bias + noise_std * N(0, 1);
+  expected reward <x_i, theta> + bias.
+* ``link="logistic"``: reward ~ Bernoulli(sigmoid(<x_i, theta> + bias));
+  expected reward sigmoid(<x_i, theta> + bias)  (Li et al. 2017, GLM bandits).
+
+Observation: ``features`` = x_t f32[N, D] (the features the NEXT action is scored
+on; ``state.features`` holds the same array), ``available`` all True, ``scores`` zeros.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from rec_jax.policies.base import Observation
+from rec_jax.sim import _checks
+from rec_jax.sim.base import Simulator, StepOutput
+
+LINKS = ("linear", "logistic")
+
+
+@struct.dataclass
+class LinearParams:
+    item_features: jax.Array  # f32[N, D] fixed item features (rows normalised after perturbation)
+    feature_noise: jax.Array  # f32[] std of the per-step perturbation of the features, >= 0
+    theta_mean: jax.Array  # f32[D] mean of the hidden parameter
+    theta_std: jax.Array  # f32[] per-stream spread of theta around theta_mean, >= 0
+    bias: jax.Array  # f32[] intercept added to <x, theta>
+    noise_std: jax.Array  # f32[] reward noise std (linear link only), >= 0
+
+
+@struct.dataclass
+class LinearState:
+    t: jax.Array  # int32[] steps taken so far
+    theta: jax.Array  # f32[D] this stream's hidden parameter
+    features: jax.Array  # f32[N, D] features of the current step (what obs showed)
+
+
+def validate_params(params: LinearParams, num_items: int | None = None, dim: int | None = None) -> LinearParams:
+    """Host-side check; raises a one-line ValueError naming the bad field."""
+    feats = _checks.finite(params.item_features, "LinearParams.item_features")
+    if feats.ndim < 2:
+        raise ValueError(f"LinearParams.item_features: expected shape [N, D], got {feats.shape}")
+    if num_items is not None:
+        _checks.last_dim(feats, "LinearParams.item_features", num_items, ndim=2)
+    if dim is not None:
+        _checks.last_dim(feats, "LinearParams.item_features", dim)
+    _checks.last_dim(params.theta_mean, "LinearParams.theta_mean", feats.shape[-1])
+    _checks.finite(params.theta_mean, "LinearParams.theta_mean")
+    _checks.in_range(params.feature_noise, "LinearParams.feature_noise", 0.0)
+    _checks.in_range(params.theta_std, "LinearParams.theta_std", 0.0)
+    _checks.finite(params.bias, "LinearParams.bias")
+    _checks.in_range(params.noise_std, "LinearParams.noise_std", 0.0)
+    return params
+
+
+def _normalise(x: jax.Array) -> jax.Array:
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
+
+
+def expected_rewards(features: jax.Array, theta: jax.Array, bias: jax.Array, link: str) -> jax.Array:
+    """Expected reward of every item, f32[N], from features f32[N, D] and theta f32[D]."""
+    logits = features @ theta + bias
+    return jax.nn.sigmoid(logits) if link == "logistic" else logits
+
+
+def make_linear(
+    num_items: int = 20,
+    dim: int = 8,
+    link: str = "linear",
+    seed: int = 0,
+    theta_scale: float = 1.0,
+) -> tuple[Simulator, LinearParams]:
+    """Build a linear or logistic contextual bandit.
+
+    Args:
+      num_items: N arms (static).
+      dim: D feature width (static).
+      link: "linear" (Gaussian noise) or "logistic" (Bernoulli with sigmoid link).
+      seed: seed of the default item features (standard normal rows, normalised).
+      theta_scale: default ``theta_std``; theta_mean defaults to zeros, so each
+        stream has its own random theta with <x, theta> ~ N(0, theta_scale^2).
+    Returns:
+      (Simulator, default LinearParams) with feature_noise 0, bias 0, noise_std 0.1.
+    """
+    if link not in LINKS:
+        raise ValueError(f"make_linear: link must be one of {LINKS}, got {link!r}")
+    if num_items < 1 or dim < 1:
+        raise ValueError(f"make_linear: num_items and dim must be >= 1, got {num_items}, {dim}")
+
+    def features_at(key, params):
+        noise = jnp.maximum(params.feature_noise, 0.0)
+        eps = jax.random.normal(key, params.item_features.shape, jnp.float32)
+        return _normalise(params.item_features + noise * eps)
+
+    def observe(features):
+        return Observation(
+            features=features,
+            available=jnp.ones((num_items,), bool),
+            scores=jnp.zeros((num_items,), jnp.float32),
+        )
+
+    def reset(key: jax.Array, params: LinearParams):
+        theta_key, feat_key = jax.random.split(key)
+        z = jax.random.normal(theta_key, (dim,), jnp.float32)
+        theta = params.theta_mean + jnp.maximum(params.theta_std, 0.0) * z
+        features = features_at(feat_key, params)
+        return observe(features), LinearState(t=jnp.zeros((), jnp.int32), theta=theta, features=features)
+
+    def step(key: jax.Array, state: LinearState, action: jax.Array, params: LinearParams):
+        reward_key, feat_key = jax.random.split(key)
+        action = jnp.reshape(action, ()).astype(jnp.int32)
+        means = expected_rewards(state.features, state.theta, params.bias, link)
+        mean = means[action]
+        if link == "logistic":
+            reward = jax.random.bernoulli(reward_key, mean).astype(jnp.float32)
+            click = reward
+        else:
+            noise = jnp.maximum(params.noise_std, 0.0) * jax.random.normal(reward_key, (), jnp.float32)
+            reward = mean + noise
+            click = (reward > 0).astype(jnp.float32)
+        out = StepOutput(
+            reward=reward,
+            click=click,
+            expected_reward=mean,
+            best_expected_reward=jnp.max(means),
+            slot_rewards=reward[None],
+        )
+        features = features_at(feat_key, params)
+        new_state = LinearState(t=state.t + 1, theta=state.theta, features=features)
+        return observe(features), new_state, out
+
+    feats = jax.random.normal(jax.random.key(seed), (num_items, dim), jnp.float32)
+    params = LinearParams(
+        item_features=_normalise(feats),
+        feature_noise=jnp.float32(0.0),
+        theta_mean=jnp.zeros((dim,), jnp.float32),
+        theta_std=jnp.float32(theta_scale),
+        bias=jnp.float32(0.0),
+        noise_std=jnp.float32(0.1),
+    )
+    return Simulator(reset=reset, step=step, num_items=num_items, feature_dim=dim), params

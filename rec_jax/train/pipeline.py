@@ -1,0 +1,57 @@
+"""From a config to device-ready training windows and evaluation arrays."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from rec_jax.data.batching import make_windows
+from rec_jax.data.splits import eval_arrays, leave_one_out
+from rec_jax.train.config import TrainConfig
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """Everything a training run reads, built once on the host.
+
+    seqs:  the filtered, remapped per-user sequences (all items).
+    split: the leave-one-out split (train prefix, valid item, test item per user).
+    windows: training windows over ``split.train`` (``seq int32[W, L+1]``, ``target_mask bool[W, L]``).
+    valid, test: EvalArrays (``inputs int32[U, L]``, ``targets int32[U]``, ``seen bool[U, N+1]``).
+    """
+
+    seqs: Any
+    split: Any
+    windows: Any
+    valid: Any
+    test: Any
+
+    @property
+    def num_items(self) -> int:
+        return int(self.seqs.num_items)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "num_users": int(self.seqs.num_users),
+            "num_items": int(self.seqs.num_items),
+            "num_interactions": int(self.seqs.items.shape[0]),
+        }
+
+
+def prepare(config: TrainConfig, seqs=None) -> PreparedData:
+    """Load (unless ``seqs`` is given), split leave-one-out, and cut training windows."""
+    if config.window_stride < 1 or config.window_stride > config.max_len:
+        raise ValueError(
+            f"window_stride={config.window_stride}: expected 1 <= window_stride <= max_len={config.max_len}")
+    if seqs is None:
+        from rec_jax.data import load
+
+        seqs = load(
+            config.data,
+            min_user=config.min_user_interactions,
+            min_item=config.min_item_interactions,
+        )
+    split = leave_one_out(seqs)
+    windows = make_windows(split.train, config.max_len, config.window_stride)
+    valid = eval_arrays(split, "valid", config.max_len)
+    test = eval_arrays(split, "test", config.max_len)
+    return PreparedData(seqs=seqs, split=split, windows=windows, valid=valid, test=test)

@@ -1,0 +1,106 @@
+"""One training run end to end: data -> fit -> best-checkpoint test metrics -> run record.
+
+Writes ``out_dir/config.json``, ``metrics.json``, ``per_user.npz`` (per-user test
+metrics, for paired bootstrap comparisons between runs), ``learning_curve.png``
+and ``checkpoints/``. Only ``checkpoints/`` exists while training runs; the record
+files are written atomically at the end.
+"""
+from __future__ import annotations
+
+import dataclasses
+import resource
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from rec_jax import runs
+from rec_jax.eval.bootstrap import bootstrap_ci95
+from rec_jax.models import make_model
+from rec_jax.train.config import TrainConfig, model_config
+from rec_jax.train.evaluate import Evaluator
+from rec_jax.train.pipeline import PreparedData, prepare
+from rec_jax.train.trainer import FitResult, fit
+
+REPORTED = ("ndcg@10", "hr@10", "mrr@10", "ndcg@20", "hr@20", "mrr@20")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def summarize(config: TrainConfig, prepared: PreparedData, result: FitResult,
+              test_per_user: dict[str, np.ndarray], eval_s: float, seed: int = 0) -> dict[str, Any]:
+    """The flat metrics.json dict of one run (DESIGN.md key conventions)."""
+    chosen = "masked" if config.mask_history else "unmasked"
+    metrics: dict[str, Any] = {}
+    for convention in ("masked", "unmasked"):
+        for name in REPORTED:
+            values = test_per_user[f"{convention}/{name}"]
+            metrics[f"test_{convention}/{name}"] = float(np.mean(values))
+            if convention == chosen:
+                metrics[f"test/{name}"] = float(np.mean(values))
+                if name in ("ndcg@10", "hr@10"):
+                    metrics[f"test/{name}_ci95"] = bootstrap_ci95(values, seed=seed)
+    history = result.history
+    best = result.best_epoch
+    epoch_s = history["epoch_s"][: result.epochs_run]
+    metrics.update({
+        "valid/ndcg@10": float(history["valid_ndcg@10"][best]),
+        f"valid_{'unmasked' if config.mask_history else 'masked'}/ndcg@10":
+            float(history["valid_other_ndcg@10"][best]),
+        "best_epoch": int(best),
+        "epochs_run": int(result.epochs_run),
+        "train_epoch_s_median": float(np.median(epoch_s)),
+        "train_s_to_best": float(np.sum(history["epoch_s"][: best + 1])),
+        "compile_s": float(result.compile_s),
+        "eval_s": float(eval_s),
+        "peak_rss_mb": peak_rss_mb(),
+        "num_windows": int(prepared.windows.seq.shape[0]),
+        **prepared.stats(),
+    })
+    return metrics
+
+
+def plot_learning_curve(history: dict[str, np.ndarray], epochs_run: int, best_epoch: int,
+                        title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(epochs_run)
+    fig, (ax_loss, ax_ndcg) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax_loss.plot(epochs, history["train_loss"][:epochs_run], marker=".")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
+    ax_ndcg.plot(epochs, history["valid_ndcg@10"][:epochs_run], marker=".", label="valid NDCG@10")
+    ax_ndcg.axvline(best_epoch, color="gray", ls="--", label=f"best epoch {best_epoch}")
+    ax_ndcg.set(xlabel="epoch", ylabel="NDCG@10", title="validation (full ranking)")
+    ax_ndcg.legend()
+    fig.suptitle(title)
+    runs.save_figure(fig, path)
+
+
+def train_and_evaluate(config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
+                       progress: bool = True, prepared: PreparedData | None = None,
+                       log=print, write: bool = True) -> dict[str, Any]:
+    """Train ``config`` and write its run record into ``out_dir``; returns the metrics dict."""
+    out_dir = Path(out_dir)
+    prepared = prepared if prepared is not None else prepare(config)
+    model = make_model(config.model, model_config(config, prepared.num_items))
+    valid_eval = Evaluator(model, prepared.valid, config.eval_batch_size)
+    result = fit(model, config, prepared.windows, valid_eval, ckpt_dir=out_dir / "checkpoints",
+                 resume=resume, progress=progress, log=log)
+    test_eval = Evaluator(model, prepared.test, config.eval_batch_size)
+    test_per_user = test_eval.per_user(result.best_params)
+    eval_s = test_eval.time_pass(result.best_params)
+    metrics = summarize(config, prepared, result, test_per_user, eval_s, seed=config.seed)
+    if write:
+        runs.write_config(out_dir, config, resumed_from_epoch=result.resumed_from)
+        np.savez(out_dir / "per_user.npz", **{k.replace("/", "__"): v for k, v in test_per_user.items()})
+        plot_learning_curve(result.history, result.epochs_run, result.best_epoch,
+                            f"{config.model} on {config.data}", out_dir / "learning_curve.png")
+        runs.write_json(out_dir / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,187 @@
+"""The SequentialModel contract, checked for every registered model (tiny configs)."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rec_jax.models import (
+    MODEL_CONFIGS,
+    PAD_LOGIT,
+    BERT4RecConfig,
+    GRU4RecConfig,
+    SASRecConfig,
+    make_model,
+)
+from rec_jax.models import base
+
+N, L, D = 20, 8, 16
+NAMES = ["sasrec", "bert4rec", "gru4rec"]
+
+
+def tiny_config(name, **overrides):
+    if name == "gru4rec":
+        cfg = GRU4RecConfig(num_items=N, max_len=L, dim=D, hidden_dim=24)
+    else:
+        cls = SASRecConfig if name == "sasrec" else BERT4RecConfig
+        cfg = cls(num_items=N, max_len=L, dim=D, num_heads=2, ff_dim=32)
+    return dataclasses.replace(cfg, **overrides)
+
+
+SEQ = np.array(
+    [
+        [0, 0, 0, 3, 7, 1, 20, 5],  # left-padded
+        [2, 4, 6, 8, 10, 12, 14, 16],  # full
+        [0, 0, 0, 0, 0, 0, 0, 0],  # all padding
+        [0, 0, 0, 0, 0, 0, 0, 9],  # one item
+    ],
+    np.int32,
+)
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def built(request):
+    """(name, model, params, init, fwd): ``init`` and ``fwd`` are jitted once per model."""
+    name = request.param
+    model = make_model(name, tiny_config(name))
+    init = jax.jit(model.init)
+    params = init(jax.random.key(0))
+
+    @jax.jit
+    def fwd(params, seq, key):
+        h = model.hidden(params, seq, train=False)
+        u = model.encode(params, seq)
+        return {
+            "h": h,
+            "h_train": model.hidden(params, seq, train=True, key=key),
+            "h_train_nokey": model.hidden(params, seq, train=True),
+            "u": u,
+            "logits": model.score(params, u),
+            "logits_all": model.score(params, h),
+        }
+
+    return name, model, params, init, fwd
+
+
+def test_registry():
+    assert set(MODEL_CONFIGS) == set(NAMES)
+    assert base.MODEL_CONFIGS == MODEL_CONFIGS  # the lazy attribute agrees with the package's
+    with pytest.raises(ValueError, match="known models.*bert4rec.*gru4rec.*sasrec"):
+        make_model("transformer", tiny_config("sasrec"))
+    with pytest.raises(ValueError, match="SASRecConfig"):
+        make_model("sasrec", tiny_config("gru4rec"))
+    with pytest.raises(ValueError, match="num_heads"):
+        SASRecConfig(num_items=N, dim=10, num_heads=3)
+
+
+def test_shapes_dtypes_and_no_nan(built):
+    name, model, params, init, fwd = built
+    out = fwd(params, jnp.asarray(SEQ), jax.random.key(1))
+    assert out["h"].shape == out["h_train"].shape == (4, L, D)
+    assert out["u"].shape == (4, D)
+    assert out["logits"].shape == (4, N + 1) and out["logits_all"].shape == (4, L, N + 1)
+    assert model.item_embeddings(params).shape == (N + 1, D)
+    for key, x in out.items():
+        assert x.dtype == jnp.float32, key
+        assert np.isfinite(np.asarray(x)).all(), key
+    # Column 0 is the padding logit; padding positions are zero states.
+    np.testing.assert_array_equal(np.asarray(out["logits_all"])[..., 0], PAD_LOGIT)
+    np.testing.assert_array_equal(np.asarray(out["h"])[SEQ == 0], 0.0)
+    assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+
+
+def test_tied_output_matches_numpy(built):
+    name, model, params, init, fwd = built
+    h = np.asarray(jax.random.normal(jax.random.key(3), (2, 3, D)))
+    table = np.asarray(model.item_embeddings(params), np.float64)
+    expected = h @ table.T
+    if name == "bert4rec":
+        expected = expected + np.asarray(params["output_bias"])
+        # The tied table is the encoder's input table (rows 0..N; row N+1 is [MASK]).
+        full = np.asarray(params["encoder"]["item_embed"]["embedding"])
+        np.testing.assert_array_equal(full[: N + 1], table)
+        assert full.shape == (N + 2, D)
+    got = np.asarray(model.score(params, jnp.asarray(h)))
+    np.testing.assert_allclose(got[..., 1:], expected[..., 1:], rtol=1e-5, atol=1e-5)
+
+
+def test_determinism_and_jit_equals_eager(built):
+    name, model, params, init, fwd = built
+    leaves = jax.tree.leaves(params)
+    assert all(np.array_equal(a, b) for a, b in zip(leaves, jax.tree.leaves(init(jax.random.key(0)))))
+    assert not all(
+        np.array_equal(a, b) for a, b in zip(leaves, jax.tree.leaves(init(jax.random.key(1))))
+    )
+    seq = jnp.asarray(SEQ)
+    eager = model.score(params, model.encode(params, seq))
+    jitted = fwd(params, seq, jax.random.key(1))["logits"]
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_only_with_train_and_key(built):
+    name, model, params, init, fwd = built
+    seq = jnp.asarray(SEQ)
+    a = fwd(params, seq, jax.random.key(5))
+    b = fwd(params, seq, jax.random.key(5))
+    c = fwd(params, seq, jax.random.key(6))
+    np.testing.assert_array_equal(np.asarray(a["h_train_nokey"]), np.asarray(a["h"]))
+    np.testing.assert_array_equal(np.asarray(a["h_train"]), np.asarray(b["h_train"]))
+    assert not np.allclose(np.asarray(a["h_train"]), np.asarray(a["h"]))
+    assert not np.allclose(np.asarray(a["h_train"]), np.asarray(c["h_train"]))
+
+
+def test_encode_is_a_state_of_hidden(built):
+    name, model, params, init, fwd = built
+    out = fwd(params, jnp.asarray(SEQ), jax.random.key(0))
+    if name == "bert4rec":
+        # encode = the state at an appended [MASK] after shifting the window left.
+        shifted = np.concatenate([SEQ[:, 1:], np.full((4, 1), N + 1, np.int32)], axis=1)
+        expected = fwd(params, jnp.asarray(shifted), jax.random.key(0))["h"][:, -1]
+    else:
+        expected = out["h"][:, -1]
+    np.testing.assert_allclose(np.asarray(out["u"]), np.asarray(expected), rtol=1e-6, atol=1e-6)
+
+
+def test_init_rejects_other_config(built):
+    name, model, params, init, fwd = built
+    same = model.init(jax.random.key(0), model.config)
+    assert jax.tree.structure(same) == jax.tree.structure(params)
+    with pytest.raises(ValueError, match="built for"):
+        model.init(jax.random.key(0), dataclasses.replace(model.config, dim=32))
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_next_item_training_batch(name):
+    model = make_model(name, tiny_config(name))
+    window = np.array([[0, 0, 1, 2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8, 9]], np.int32)
+    target_mask = np.ones((2, L), bool)
+    target_mask[1, :4] = False
+    inputs, targets, loss_mask = model.training_batch(jax.random.key(0), window, target_mask)
+    np.testing.assert_array_equal(inputs, window[:, :L])
+    np.testing.assert_array_equal(targets, window[:, 1:])
+    # Position by position: counts iff allowed, the target is an item, and it has history.
+    expected = np.array(
+        [[target_mask[b, t] and window[b, t + 1] > 0 and window[b, t] > 0 for t in range(L)]
+         for b in range(2)]
+    )
+    np.testing.assert_array_equal(loss_mask, expected)
+
+
+def test_vmap_over_params(built):
+    """A population of models (vmapped params) scores like each member alone."""
+    name, model, params, init, fwd = built
+    seq = jnp.asarray(SEQ)
+
+    @jax.jit
+    def population(keys):
+        stacked = jax.vmap(model.init)(keys)
+        return stacked, jax.vmap(lambda p: model.score(p, model.encode(p, seq)))(stacked)
+
+    stacked, batched = population(jax.random.split(jax.random.key(7), 2))
+    assert batched.shape == (2, 4, N + 1)
+    member = jax.tree.map(lambda x: x[1], stacked)
+    np.testing.assert_allclose(
+        np.asarray(batched[1]), np.asarray(fwd(member, seq, jax.random.key(0))["logits"]),
+        rtol=1e-5, atol=1e-5,
+    )

@@ -1,0 +1,259 @@
+"""Every policy against NumPy references and against its own sampling frequencies.
+
+One jit per policy (see ``test_policies_utils.behaviour``) produces random
+histories for K = 1 and K = 3 and ``act`` on a fixed observation over 4000 keys;
+the tests compare that with NumPy and with the empirical action frequencies.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rec_jax.policies import CONTEXTUAL_POLICY_NAMES
+from test_policies_utils import (
+    ALL_NAMES,
+    COUNT_NAMES,
+    MC_NAMES,
+    N,
+    NUM_KEYS,
+    RIDGE_NAMES,
+    UNAVAILABLE,
+    behaviour,
+    np_counts,
+    np_ridge,
+    np_slot_contexts,
+    rel_frobenius,
+    tie_uniform_onehot,
+)
+
+
+def _binomial_tol(p, n, extra=2e-3):
+    return 5.0 * np.sqrt(np.clip(p * (1 - p), 1e-12, None) / n) + extra
+
+
+# ----------------------------------------------------------------------------- update vs NumPy
+
+
+def _np_logistic(x, r, lr, l2):
+    w = np.zeros(x.shape[1])
+    bias = 0.0
+    for xi, ri in zip(x, np.clip(r, 0.0, 1.0)):
+        g = 1.0 / (1.0 + np.exp(-(xi @ w + bias))) - ri
+        w, bias = w - lr * (g * xi + l2 * w), bias - lr * g
+    return w, bias
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+@pytest.mark.parametrize("k", [1, 3])
+def test_update_matches_numpy(name, k):
+    b = behaviour(name)[k]
+    st, params = b["state"], b["params"]
+    x, r, items = np_slot_contexts(b["features"], b["actions"], b["rewards"])
+    num_steps = b["actions"].shape[0]
+    assert x.shape[0] == num_steps * k
+    if name in COUNT_NAMES:
+        counts, sums = np_counts(b["actions"], b["rewards"], clip=(name == "thompson"))
+        np.testing.assert_allclose(st.counts, counts)
+        np.testing.assert_allclose(st.sums, sums, rtol=1e-5, atol=1e-5)
+        assert int(st.t) == num_steps
+    elif name in RIDGE_NAMES:
+        gram, bvec, a_inv = np_ridge(x, r)
+        np.testing.assert_allclose(st.gram, gram, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(st.b, bvec, rtol=1e-5, atol=1e-4)
+        assert rel_frobenius(st.a_inv, a_inv) < 1e-4
+        assert int(st.num_updates) == num_steps * k
+    elif name == "linucb_disjoint":
+        for n in range(N):
+            sel = items == n
+            gram, bvec, a_inv = np_ridge(x[sel], r[sel])
+            np.testing.assert_allclose(st.gram[n], gram, rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(st.b[n], bvec, rtol=1e-5, atol=1e-4)
+            assert rel_frobenius(st.a_inv[n], a_inv) < 1e-4
+            assert int(st.counts[n]) == sel.sum()
+    elif name == "logistic_epsilon_greedy":
+        w, bias = _np_logistic(x, r, params.learning_rate, params.l2)
+        np.testing.assert_allclose(st.w, w, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(st.bias, bias, rtol=1e-4, atol=1e-5)
+        assert int(st.t) == num_steps
+    else:
+        raise AssertionError(f"no NumPy reference for {name}")
+
+
+# ----------------------------------------------------------------------------- K = 1 distribution vs NumPy
+
+
+def _np_expected_distribution(name, b, rng):
+    """The K = 1 action distribution that NumPy computes from the history alone."""
+    params = b["params"]
+    feats = np.asarray(b["obs"].features, np.float64)
+    avail = np.asarray(b["obs"].available)
+    m = avail.sum()
+    x, r, items = np_slot_contexts(b["features"], b["actions"], b["rewards"])
+    counts, sums = np_counts(b["actions"], b["rewards"], clip=(name == "thompson"))
+    means = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    uniform = avail / m
+    if name == "random":
+        return uniform
+    if name == "greedy":
+        return tie_uniform_onehot(means, avail)
+    if name == "epsilon_greedy":
+        return params.epsilon * uniform + (1 - params.epsilon) * tie_uniform_onehot(means, avail)
+    if name == "softmax":
+        z = np.where(avail, means / params.temperature, -np.inf)
+        e = np.exp(z - z.max())
+        return e / e.sum()
+    if name == "ucb1":
+        bonus = np.sqrt(2 * np.log(counts.sum()) / np.maximum(counts, 1))
+        return tie_uniform_onehot(np.where(counts > 0, means + params.alpha * bonus, np.inf), avail)
+    if name == "linucb":
+        _, bvec, a_inv = np_ridge(x, r)
+        s = feats @ a_inv @ bvec + params.alpha * np.sqrt(np.einsum("ni,ij,nj->n", feats, a_inv, feats))
+        return tie_uniform_onehot(s, avail)
+    if name == "linucb_disjoint":
+        s = np.zeros(N)
+        for n in range(N):
+            _, bvec, a_inv = np_ridge(x[items == n], r[items == n])
+            s[n] = feats[n] @ a_inv @ bvec + params.alpha * np.sqrt(feats[n] @ a_inv @ feats[n])
+        return tie_uniform_onehot(s, avail)
+    if name == "squarecb":
+        _, bvec, a_inv = np_ridge(x, r)
+        yhat = feats @ a_inv @ bvec
+        best = np.argmax(np.where(avail, yhat, -np.inf))
+        p = np.where(avail, 1.0 / (m + params.gamma * (yhat[best] - yhat)), 0.0)
+        p[best] = 0.0
+        p[best] = 1.0 - p.sum()
+        return p
+    if name == "logistic_epsilon_greedy":
+        w, bias = _np_logistic(x, r, params.learning_rate, params.l2)
+        return params.epsilon * uniform + (1 - params.epsilon) * tie_uniform_onehot(feats @ w + bias, avail)
+    # Thompson-type: NumPy Monte Carlo from the posterior NumPy computes.
+    draws = 200_000
+    if name == "thompson":
+        samples = rng.beta(1.0 + sums, 1.0 + counts - sums, size=(draws, N))
+    elif name == "gaussian_ts":
+        prec = 1.0 / params.prior_std**2 + counts / params.noise_std**2
+        mu = (params.prior_mean / params.prior_std**2 + sums / params.noise_std**2) / prec
+        samples = mu + rng.standard_normal((draws, N)) / np.sqrt(prec)
+    elif name == "lints":
+        _, bvec, a_inv = np_ridge(x, r)
+        theta = rng.multivariate_normal(a_inv @ bvec, params.scale**2 * a_inv, size=draws)
+        samples = theta @ feats.T
+    else:
+        raise AssertionError(f"no NumPy reference for {name}")
+    best = np.argmax(np.where(avail, samples, -np.inf), axis=1)
+    return np.bincount(best, minlength=N) / draws
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_single_action_distribution_matches_numpy(name):
+    b = behaviour(name)[1]
+    expected = _np_expected_distribution(name, b, np.random.default_rng(0))
+    marginal = b["marginal"][:, 0, :]  # [keys, N]
+    if name in MC_NAMES:
+        # Mean of the MC marginals (num_mc_samples draws each) vs NumPy's own MC.
+        np.testing.assert_allclose(marginal.mean(0), expected, atol=0.01)
+        assert b["num_mc_samples"][0] == b["params"].num_mc_samples
+    else:
+        np.testing.assert_allclose(marginal, np.broadcast_to(expected, marginal.shape), atol=2e-5)
+        assert np.all(b["num_mc_samples"] == 0)
+
+
+# ----------------------------------------------------------------------------- propensities vs frequencies
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+@pytest.mark.parametrize("k", [1, 3])
+def test_propensities_match_frequencies(name, k):
+    b = behaviour(name)[k]
+    action = b["action"].reshape(NUM_KEYS, k)
+    prop = b["propensity"].reshape(NUM_KEYS, k)
+    marg = b["marginal"]  # [keys, K, N]
+    assert marg.shape == (NUM_KEYS, k, N)
+    expected = marg.mean(0)
+    freq = np.stack([np.bincount(action[:, j], minlength=N) / NUM_KEYS for j in range(k)])
+    assert np.all(np.abs(freq - expected) <= _binomial_tol(expected, NUM_KEYS)), (freq, expected)
+    # Marginals are distributions per slot, and each item fills at most one slot.
+    np.testing.assert_allclose(marg.sum(-1), 1.0, atol=1e-5)
+    assert np.all(marg.sum(1) <= 1.0 + 1e-5)
+    # Slot 0's conditional propensity is its marginal at the chosen item.
+    np.testing.assert_allclose(prop[:, 0], marg[np.arange(NUM_KEYS), 0, action[:, 0]], rtol=1e-5, atol=1e-6)
+    assert np.all((prop > 0) & (prop <= 1 + 1e-6))
+    exact = name not in MC_NAMES and not (k > 1 and name in ("softmax", "squarecb"))
+    assert np.all(b["num_mc_samples"] == (0 if exact else b["params"].num_mc_samples))
+    if exact:  # deterministic given the state: every key reports the same marginals
+        np.testing.assert_allclose(marg, np.broadcast_to(marg[0], marg.shape), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_slate_conditional_propensities_match_frequencies(name):
+    """P(slot 1 = j | slot 0 = i) empirically vs the reported conditional propensity."""
+    b = behaviour(name)[3]
+    action, prop = b["action"], b["propensity"]
+    extra = 0.06 if name in MC_NAMES else 2e-3  # MC ratio estimates from 128 draws
+    checked = 0
+    for i in range(N):
+        rows = action[:, 0] == i
+        if rows.sum() < 300:
+            continue
+        for j in np.unique(action[rows, 1]):
+            sel = rows & (action[:, 1] == j)
+            p_hat = sel.sum() / rows.sum()
+            p_rep = prop[sel, 1].mean()
+            assert abs(p_hat - p_rep) <= _binomial_tol(p_rep, rows.sum(), extra), (i, j, p_hat, p_rep)
+            checked += 1
+    assert checked > 0
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+@pytest.mark.parametrize("k", [1, 3])
+def test_never_unavailable_and_slates_distinct(name, k):
+    b = behaviour(name)[k]
+    action = b["action"].reshape(NUM_KEYS, k)
+    assert not np.any(action == UNAVAILABLE)
+    assert np.all(b["marginal"][:, :, UNAVAILABLE] == 0.0)
+    assert all(len(set(row)) == k for row in action.tolist())
+    assert b["action"].dtype == np.int32
+    assert b["action"].shape == ((NUM_KEYS,) if k == 1 else (NUM_KEYS, k))
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+@pytest.mark.parametrize("k", [1, 3])
+def test_jit_equals_eager_and_same_key_same_action(name, k):
+    b = behaviour(name)[k]
+    policy, params = b["policy"], b["params"]
+    with jax.disable_jit():
+        action, info = policy.act(b["keys"][1], b["state"], b["obs"], params)
+    action2, info2 = policy.act(b["keys"][1], b["state"], b["obs"], params)
+    np.testing.assert_array_equal(np.asarray(action), b["action"][1])  # eager == vmapped jit
+    np.testing.assert_array_equal(np.asarray(action2), b["action"][1])
+    np.testing.assert_allclose(np.asarray(info.propensity), b["propensity"][1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(info.marginal), b["marginal"][1], rtol=1e-5, atol=1e-6)
+    # Different keys do give different actions for the stochastic policies.
+    if name in ("random", "softmax", "thompson", "gaussian_ts", "lints", "squarecb"):
+        assert len({tuple(np.atleast_1d(a)) for a in b["action"][:50].tolist()}) > 1
+
+
+def test_epsilon_zero_is_greedy_on_numpy_argmax():
+    b = behaviour("epsilon_greedy")[3]
+    policy, spec = b["policy"], b["spec"]
+    params = b["params"].replace(epsilon=0.0)
+    counts, sums = np_counts(b["actions"], b["rewards"])
+    means = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    avail = np.asarray(b["obs"].available)
+    order = [i for i in np.argsort(-means, kind="stable") if avail[i]][: spec.slate_size]
+    act = jax.jit(jax.vmap(policy.act, in_axes=(0, None, None, None)))
+    action, info = act(b["keys"][:8], b["state"], b["obs"], params)
+    np.testing.assert_array_equal(np.asarray(action), np.broadcast_to(order, (8, 3)))
+    np.testing.assert_allclose(np.asarray(info.propensity), 1.0)
+    np.testing.assert_allclose(np.asarray(info.marginal), np.broadcast_to(np.eye(N)[order], (8, 3, N)), atol=1e-6)
+
+
+def test_contextual_names_read_features():
+    # A contextual policy's action distribution must change when only the features change.
+    for name in CONTEXTUAL_POLICY_NAMES:
+        b = behaviour(name)[1]
+        obs2 = b["obs"].replace(features=-b["obs"].features)
+        _, info = b["policy"].act(b["keys"][0], b["state"], obs2, b["params"])
+        assert not np.allclose(np.asarray(info.marginal), b["marginal"][0], atol=1e-3), name
