@@ -91,7 +91,8 @@ def make_env(name: str, cfg: Config):
         return sim.make_env("linear", num_items=cfg.num_items, dim=cfg.dim)
     if name == "gaussian":
         return sim.make_env("gaussian", num_arms=cfg.num_arms)
-    return sim.make_env(name)
+    # Single-item recommendations, so every policy (and the CTR) is comparable across envs.
+    return sim.make_env(name, slate_size=1)
 
 
 def t_ci95(x: np.ndarray, axis: int = 0) -> np.ndarray:

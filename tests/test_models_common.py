@@ -145,7 +145,7 @@ def test_encode_is_a_state_of_hidden(built):
 
 def test_init_rejects_other_config(built):
     name, model, params, init, fwd = built
-    same = model.init(jax.random.key(0), model.config)
+    same = jax.eval_shape(lambda k: model.init(k, model.config), jax.random.key(0))  # no compile
     assert jax.tree.structure(same) == jax.tree.structure(params)
     with pytest.raises(ValueError, match="built for"):
         model.init(jax.random.key(0), dataclasses.replace(model.config, dim=32))
@@ -171,6 +171,8 @@ def test_next_item_training_batch(name):
 def test_vmap_over_params(built):
     """A population of models (vmapped params) scores like each member alone."""
     name, model, params, init, fwd = built
+    if name != "sasrec":
+        pytest.skip("one model suffices: vmap goes through the same pure functions")
     seq = jnp.asarray(SEQ)
 
     @jax.jit

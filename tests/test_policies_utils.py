@@ -42,16 +42,20 @@ def random_history(policy, params, spec, key, num_steps):
     init_key, key = jax.random.split(key)
     state = policy.init(init_key, spec)
 
+    n, d = spec.num_items, spec.feature_dim
+    item_means = jnp.asarray(ITEM_MEANS[:n])
+
     def step(state, step_key):
-        obs_key, perm_key, rew_key, noise_key, upd_key = jax.random.split(step_key, 5)
-        obs = make_obs(obs_key, spec.num_items, spec.feature_dim, unavailable=None)
-        action = jax.random.permutation(perm_key, spec.num_items)[:k].astype(jnp.int32)
-        means = jnp.asarray(ITEM_MEANS)[action]
-        reward = jax.random.bernoulli(rew_key, means).astype(jnp.float32)
-        reward = reward + 0.25 * jax.random.normal(noise_key, reward.shape)
+        # One uniform draw per step (few PRNG calls keep compile times down).
+        u = jax.random.uniform(step_key, (n * d + n + 2 * k,))
+        features = (u[: n * d].reshape(n, d) - 0.5) * 3.4  # roughly unit variance
+        obs = Observation(features=features, available=jnp.ones((n,), bool), scores=jnp.zeros((n,)))
+        action = jnp.argsort(u[n * d : n * d + n])[:k].astype(jnp.int32)  # a uniform random slate
+        clicks = (u[n * d + n : n * d + n + k] < item_means[action]).astype(jnp.float32)
+        reward = clicks + 0.5 * (u[n * d + n + k :] - 0.5)
         if k == 1:
             action, reward = action[0], reward[0]
-        state = policy.update(upd_key, state, obs, action, reward, params)
+        state = policy.update(step_key, state, obs, action, reward, params)
         return state, (obs.features, action, reward)
 
     return jax.lax.scan(step, state, jax.random.split(key, num_steps))

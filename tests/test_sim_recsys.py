@@ -56,7 +56,7 @@ def rich_params(p, **kw):
 
 @pytest.mark.parametrize("click_model", ["pbm", "cascade"])
 def test_shapes_under_vmap(click_model):
-    sim, p = make_env("synthetic_recsys", num_users=10, num_items=8, dim=4, slate_size=3,
+    sim, p = make_env("synthetic_recsys", num_users=10, num_items=8, dim=4, slate_size=3, target_ctr=0.1,
                       click_model=click_model, history_len=5)
     keys = jax.random.split(jax.random.key(0), 4)
     obs, state = jax.jit(jax.vmap(sim.reset, in_axes=(0, None)))(keys, p)
@@ -77,7 +77,7 @@ def test_shapes_under_vmap(click_model):
 
 
 def test_attraction_and_expected_reward_match_numpy_with_fatigue_and_release():
-    sim, p = recsys.make_synthetic_recsys_env(num_users=10, num_items=8, dim=4, seed=1, slate_size=3)
+    sim, p = recsys.make_synthetic_recsys_env(num_users=10, num_items=8, dim=4, seed=1, slate_size=3, target_ctr=0.1)
     release = jnp.array([0, 0, 2, 0, 5, 0, 1, 0], jnp.int32)
     p = rich_params(p, fatigue=jnp.float32(0.7), exposure_decay=jnp.float32(0.5), release_t=release, user_id=jnp.int32(3))
     _, state = sim.reset(jax.random.key(0), p)
@@ -131,7 +131,7 @@ def test_slate_expectations_match_monte_carlo(click_model):
 @pytest.mark.parametrize("rich", [False, True])
 def test_best_slate_equals_brute_force(click_model, rich):
     sim, p = recsys.make_synthetic_recsys_env(num_users=6, num_items=6, dim=4, seed=3, slate_size=3,
-                                              click_model=click_model, target_ctr=0.2, target_best_ctr=0.7)
+                                              click_model=click_model, target_ctr=0.25, target_best_ctr=0.7)
     if rich:
         p = rich_params(p, release_t=jnp.array([0, 0, 0, 3, 0, 0], jnp.int32))
     p = p.replace(examination=jnp.array([0.6, 0.9, 0.3]))  # not monotone on purpose
@@ -168,7 +168,7 @@ def test_calibration_hits_targets():
 @pytest.mark.parametrize("mode", ["negate", "resample"])
 def test_abrupt_shift_happens_exactly_at_configured_step(mode):
     sim, p = recsys.make_synthetic_recsys_env(num_users=50, num_items=8, dim=4, seed=5, slate_size=2,
-                                              shift_mode=mode, num_shifts=2)
+                                              shift_mode=mode, num_shifts=2, target_ctr=0.1)
     p = p.replace(shift_steps=jnp.array([3, -1], jnp.int32), user_id=jnp.int32(7))
     _, state = sim.reset(jax.random.key(0), p)
     u0 = np.asarray(p.user_factors[7])
@@ -197,7 +197,7 @@ def test_abrupt_shift_happens_exactly_at_configured_step(mode):
 
 
 def test_gradual_drift_variance_grows_linearly():
-    sim, p = recsys.make_synthetic_recsys_env(num_users=10, num_items=6, dim=4, seed=6, slate_size=2)
+    sim, p = recsys.make_synthetic_recsys_env(num_users=10, num_items=6, dim=4, seed=6, slate_size=2, target_ctr=0.1)
     p = p.replace(drift_std=jnp.float32(0.1))
     T, S = 20, 1000
 
@@ -263,7 +263,7 @@ def test_history_ring_buffer_matches_python_reference():
 
 
 def test_recsys_validate_params_names_field():
-    _, p = recsys.make_synthetic_recsys_env(num_users=10, num_items=6, dim=4, slate_size=2)
+    _, p = recsys.make_synthetic_recsys_env(num_users=10, num_items=6, dim=4, slate_size=2, target_ctr=0.1)
     validate_params(p)
     bad = {
         "fatigue": jnp.float32(-1.0),

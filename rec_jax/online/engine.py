@@ -158,8 +158,10 @@ def make_run(
             obs=obs,
             key=run_key,
             step=jnp.zeros((), jnp.int32),
-            policy_params=policy_params,
-            env_params=env_params,
+            # Strongly typed leaves, so a RunState restored from a checkpoint has the
+            # same avals as a fresh one and the jitted run_chunk does not retrace.
+            policy_params=_strongly_typed(policy_params),
+            env_params=_strongly_typed(env_params),
         )
 
     def step_fn(rs: RunState, _):
@@ -220,6 +222,11 @@ def make_run(
         _call_validator(validate_env_params, env_params, "env params")
 
     return Run(init_run=init_run, run_chunk=run_chunk, run=run, validate=validate, config=config, spec=spec)
+
+
+def _strongly_typed(tree: Any) -> Any:
+    """Python scalars (weak-typed under jit) -> arrays of their canonical dtype."""
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
 
 
 def _call_validator(fn: Callable[[Any], None] | None, params: Any, what: str, spec: PolicySpec | None = None) -> None:

@@ -56,8 +56,24 @@ def _finish(picks, props, marginal, num_mc_samples, slate_size):
     return picks.astype(jnp.int32), info
 
 
-def _uniform_pick(key, mask):
-    return jax.random.categorical(key, jnp.where(mask, 0.0, -jnp.inf))
+def _pick_uniform(u, mask):
+    """Uniform pick among ``mask`` from iid uniforms ``u`` f32[N] (argmax of iid draws)."""
+    return jnp.argmax(jnp.where(mask, u, -1.0))
+
+
+def _tie_groups(sort_key):
+    """(start i32[N], end i32[N]): item n's tie group occupies sorted positions [start, end)."""
+    n = sort_key.shape[0]
+    order = jnp.argsort(sort_key, stable=True)
+    s = sort_key[order]
+    pos = jnp.arange(n)
+    first = jnp.concatenate([jnp.ones((1,), bool), s[1:] != s[:-1]])
+    last = jnp.concatenate([s[:-1] != s[1:], jnp.ones((1,), bool)])
+    start_sorted = jax.lax.cummax(jnp.where(first, pos, 0))
+    end_sorted = jax.lax.cummin(jnp.where(last, pos + 1, n), reverse=True)
+    start = jnp.zeros((n,), jnp.int32).at[order].set(start_sorted)
+    end = jnp.zeros((n,), jnp.int32).at[order].set(end_sorted)
+    return start, end
 
 
 # ----------------------------------------------------------------------------- epsilon-ranked
@@ -71,22 +87,25 @@ def epsilon_ranked_slate(key, values, available, epsilon, slate_size):
     is ``(1 - eps) * [pick is a best item left] / #best left + eps / #left``.
     """
     k_slots = slate_size
+    n = values.shape[0]
     mask = effective_available(available, k_slots)
     eps = jnp.clip(jnp.asarray(epsilon, jnp.float32), 0.0, 1.0)
     v = jnp.where(jnp.isnan(values), _LOWEST, jnp.maximum(values.astype(jnp.float32), _LOWEST))
+    # One draw per act (few PRNG calls keep compile times down): per slot a coin,
+    # uniforms for the exploring pick and uniforms for tie-breaking.
+    u = jax.random.uniform(key, (k_slots, 2 * n + 1))
 
-    def slot(remaining, slot_key):
-        explore_key, uniform_key, tie_key = jax.random.split(slot_key, 3)
+    def slot(remaining, u_k):
         v_left = jnp.where(remaining, v, -jnp.inf)
         best = remaining & (v_left == jnp.max(v_left))
         num_best = jnp.sum(best).astype(jnp.float32)
         num_left = jnp.sum(remaining).astype(jnp.float32)
-        explore = jax.random.bernoulli(explore_key, eps)
-        pick = jnp.where(explore, _uniform_pick(uniform_key, remaining), _uniform_pick(tie_key, best))
+        explore = u_k[2 * n] < eps
+        pick = jnp.where(explore, _pick_uniform(u_k[:n], remaining), _pick_uniform(u_k[n : 2 * n], best))
         prop = (1.0 - eps) * best[pick] / num_best + eps / num_left
         return remaining.at[pick].set(False), (pick, prop)
 
-    _, (picks, props) = jax.lax.scan(slot, mask, jax.random.split(key, k_slots))
+    _, (picks, props) = jax.lax.scan(slot, mask, u)
     marginal = epsilon_ranked_marginals(v, mask, eps, k_slots)
     return _finish(picks, props, marginal, 0, k_slots)
 
@@ -106,16 +125,14 @@ def epsilon_ranked_marginals(values, mask, epsilon, slate_size):
     """
     n = values.shape[0]
     k_slots = slate_size
-    sort_key = jnp.where(mask, -values, jnp.inf)
-    sorted_key = jnp.sort(sort_key)
-    start = jnp.searchsorted(sorted_key, sort_key, side="left")
-    end = jnp.searchsorted(sorted_key, sort_key, side="right")
+    start, end = _tie_groups(jnp.where(mask, -values, jnp.inf))
     m = jnp.sum(mask).astype(jnp.float32)
     eps = epsilon
     ranks = jnp.arange(n)
     g_int = jnp.arange(k_slots + 1)
     g = g_int.astype(jnp.float32)
-    l_int = jnp.arange(k_slots + 1)
+    # jump[g, g'] = l + 1 where g' = g + 1 + l
+    run_len = g_int[None, :] - g_int[:, None] - 1
     dist = jnp.zeros((k_slots + 1,), jnp.float32).at[0].set(1.0)  # P(g) before slot k
     rows = []
     for k in range(k_slots):
@@ -135,11 +152,10 @@ def epsilon_ranked_marginals(values, mask, epsilon, slate_size):
             ratio = jnp.where(ok, (s - i) / jnp.where(ok, beyond[:, None] - i, 1.0), 0.0)
             surv = jnp.concatenate([jnp.ones((k_slots + 1, 1)), jnp.cumprod(ratio, axis=1)], axis=1)
             p_run = surv - jnp.concatenate([surv[:, 1:], jnp.zeros((k_slots + 1, 1))], axis=1)
-            target = g_int[:, None] + 1 + l_int[None, :]
-            new = jnp.zeros((2 * k_slots + 2,), jnp.float32)
-            new = new.at[target].add(dist[:, None] * p_ext * p_run)
-            new = new.at[g_int].add(dist * (1.0 - p_ext))
-            dist = new[: k_slots + 1]
+            jump = jnp.where(
+                (run_len >= 0), jnp.take_along_axis(p_run, jnp.clip(run_len, 0, k_slots), axis=1), 0.0
+            )  # [g, g'] = P(L = g' - g - 1)
+            dist = dist * (1.0 - p_ext) + (dist * p_ext) @ jump
     return jnp.stack(rows)
 
 
@@ -151,27 +167,32 @@ def sequential_slate(key, probs_fn: Callable, available, slate_size, num_mc_samp
 
     ``probs_fn`` must return a distribution supported on ``remaining``. Conditional
     propensities are exact; marginals: slot 0 exact, slots >= 1 Monte Carlo over
-    ``num_mc_samples`` (static) simulated slates.
+    ``num_mc_samples`` (static) simulated slates (so for K > 1 a slot's MC marginal
+    row and slot 0's exact row need not sum to at most 1 per item).
     """
     k_slots = slate_size
     mask = effective_available(available, k_slots)
+    first = probs_fn(mask)
+    n = first.shape[-1]
+    num_draws = 1 if k_slots == 1 else 1 + num_mc_samples
+    # Gumbel-max per slot from one uniform draw; draw 0 acts, the others are MC slates.
+    u = jax.random.uniform(key, (num_draws, k_slots, n), minval=jnp.finfo(jnp.float32).tiny, maxval=1.0)
+    gumbel = -jnp.log(-jnp.log(u))
 
-    def sample(sample_key):
-        def slot(remaining, slot_key):
+    def sample(g_draw):
+        def slot(remaining, g_k):
             p = probs_fn(remaining)
-            pick = jax.random.categorical(slot_key, jnp.where(remaining & (p > 0), jnp.log(p), -jnp.inf))
+            pick = jnp.argmax(jnp.where(remaining & (p > 0), jnp.log(p) + g_k, -jnp.inf))
             return remaining.at[pick].set(False), (pick, p[pick])
 
-        _, out = jax.lax.scan(slot, mask, jax.random.split(sample_key, k_slots))
+        _, out = jax.lax.scan(slot, mask, g_draw)
         return out
 
-    act_key, mc_key = jax.random.split(key)
-    picks, props = sample(act_key)
-    first = probs_fn(mask)
+    picks, props = sample(gumbel[0])
     if k_slots == 1:
         return _finish(picks, props, first[None], 0, k_slots)
-    mc_picks, _ = jax.vmap(sample)(jax.random.split(mc_key, num_mc_samples))
-    marginal = jnp.mean(jax.nn.one_hot(mc_picks, first.shape[-1], dtype=jnp.float32), axis=0)
+    mc_picks, _ = jax.vmap(sample)(gumbel[1:])
+    marginal = jnp.mean(jax.nn.one_hot(mc_picks, n, dtype=jnp.float32), axis=0)
     marginal = marginal.at[0].set(first)
     return _finish(picks, props, marginal, num_mc_samples, k_slots)
 
@@ -180,7 +201,7 @@ def sequential_slate(key, probs_fn: Callable, available, slate_size, num_mc_samp
 
 
 def sampled_topk_slate(key, sample_fn: Callable, available, slate_size, num_mc_samples):
-    """Top-K of one draw of ``sample_fn(key) -> f32[N]``; Monte Carlo propensities.
+    """Top-K of one draw of ``sample_fn(key, S) -> f32[S, N]``; Monte Carlo propensities.
 
     ``num_mc_samples`` (static) draws are made; draw 0 picks the slate. The
     marginal of (slot k, item n) is the fraction of draws whose top-K puts n in
@@ -189,7 +210,7 @@ def sampled_topk_slate(key, sample_fn: Callable, available, slate_size, num_mc_s
     """
     k_slots = slate_size
     mask = effective_available(available, k_slots)
-    scores = jax.vmap(sample_fn)(jax.random.split(key, num_mc_samples))  # [S, N]
+    scores = sample_fn(key, num_mc_samples)  # [S, N], one batched draw
     n = scores.shape[-1]
     scores = jnp.where(mask[None], scores, -jnp.inf)
     _, top = jax.lax.top_k(scores, k_slots)  # [S, K]

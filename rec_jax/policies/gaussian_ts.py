@@ -69,7 +69,7 @@ def make_gaussian_ts(spec: PolicySpec) -> Policy:
         std = jnp.broadcast_to(std, obs.available.shape)
         return sampled_topk_slate(
             key,
-            lambda draw_key: mean + std * jax.random.normal(draw_key, mean.shape),
+            lambda draw_key, num: mean + std * jax.random.normal(draw_key, (num,) + mean.shape),
             obs.available,
             k,
             params.num_mc_samples,

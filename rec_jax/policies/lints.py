@@ -59,11 +59,11 @@ def make_lints(spec: PolicySpec) -> Policy:
         chol = jnp.linalg.cholesky(state.gram + state.reg * jnp.eye(d, dtype=jnp.float32))
         scale = jnp.maximum(jnp.asarray(params.scale, jnp.float32), 0.0)
 
-        def draw(draw_key):
-            z = jax.random.normal(draw_key, (d,))
+        def draw(draw_key, num):
+            z = jax.random.normal(draw_key, (d, num))
             # cov(L^-T z) = (L L^T)^-1 = A^-1
-            theta = mu + scale * jax.scipy.linalg.solve_triangular(chol, z, lower=True, trans="T")
-            return x @ theta
+            theta = mu[:, None] + scale * jax.scipy.linalg.solve_triangular(chol, z, lower=True, trans="T")
+            return (x @ theta).T  # [S, N]
 
         return sampled_topk_slate(key, draw, obs.available, k, params.num_mc_samples)
 

@@ -50,6 +50,14 @@ def beta_posterior(state: _common.CountsState, params: ThompsonParams):
     return a0 + state.sums, b0 + state.counts - state.sums
 
 
+def _beta_draws(key, a, b, num):
+    """f32[num, N] Beta(a, b) draws from ONE log-gamma call (X / (X + Y), in log space)."""
+    n = a.shape[0]
+    log_g = jax.random.loggamma(key, jnp.concatenate([a, b]), (num, 2 * n))
+    log_x, log_y = log_g[:, :n], log_g[:, n:]
+    return jnp.exp(log_x - jnp.logaddexp(log_x, log_y))
+
+
 def make_thompson(spec: PolicySpec) -> Policy:
     """Bernoulli Thompson sampling for one stream."""
     _common.check_spec(spec, NAME)
@@ -64,7 +72,11 @@ def make_thompson(spec: PolicySpec) -> Policy:
         a = jnp.broadcast_to(a, obs.available.shape)
         b = jnp.broadcast_to(b, obs.available.shape)
         return sampled_topk_slate(
-            key, lambda draw_key: jax.random.beta(draw_key, a, b), obs.available, k, params.num_mc_samples
+            key,
+            lambda draw_key, num: _beta_draws(draw_key, a, b, num),
+            obs.available,
+            k,
+            params.num_mc_samples,
         )
 
     def update(key, state, obs, action, reward, params):

@@ -222,15 +222,19 @@ def calibrate(gt: GroundTruth, target_ctr: float = 0.03, target_best_ctr: float 
         raise ValueError("calibrate: all ground-truth scores are equal; no scale separates the items")
 
     def solve_offset(scale):
+        # safeguarded Newton on mean(sigmoid(z + off)) = target_ctr (increasing in off)
         z = scale * match
         lo, hi = -np.abs(z).max() - 40.0, np.abs(z).max() + 40.0
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            if _np_sigmoid(z + mid).mean() < target_ctr:
-                lo = mid
-            else:
-                hi = mid
-        off = 0.5 * (lo + hi)
+        off = float(np.log(target_ctr / (1 - target_ctr)) - np.median(z))
+        for _ in range(100):
+            p = _np_sigmoid(z + off)
+            f = p.mean() - target_ctr
+            if abs(f) < 1e-10:
+                break
+            lo, hi = (off, hi) if f < 0 else (lo, off)
+            d = (p * (1 - p)).mean()
+            nxt = off - f / d if d > 0 else lo - 1.0
+            off = nxt if lo < nxt < hi else 0.5 * (lo + hi)
         return off, float(_np_sigmoid(z + off).max(1).mean())
 
     lo, hi = -10.0, 10.0  # log scale
@@ -238,7 +242,7 @@ def calibrate(gt: GroundTruth, target_ctr: float = 0.03, target_best_ctr: float 
     if reachable < target_best_ctr:
         raise ValueError(f"calibrate: target_best_ctr={target_best_ctr} unreachable with these factors at "
                          f"target_ctr={target_ctr} (at most {reachable:.3f}); lower it or raise target_ctr")
-    for _ in range(40):
+    for _ in range(32):
         mid = 0.5 * (lo + hi)
         if solve_offset(math.exp(mid))[1] < target_best_ctr:
             lo = mid

@@ -17,6 +17,22 @@ import numpy as np
 from rec_jax.eval.ranking import DEFAULT_KS, metrics_from_rank, target_rank
 
 
+def rank_metrics(logits: jax.Array, targets: jax.Array, seen: jax.Array) -> dict[str, jax.Array]:
+    """Per-example metrics of both conventions from full logits.
+
+    logits: f32[B, N+1]; targets: int32[B]; seen: bool[B, N+1] (the input history).
+    returns {"masked/ndcg@10": f32[B], "unmasked/ndcg@10": f32[B], ...}.
+    """
+    logits = logits.at[:, 0].set(-jnp.inf)
+    not_target = jnp.arange(logits.shape[1])[None, :] != targets[:, None]
+    masked_logits = jnp.where(seen & not_target, -jnp.inf, logits)
+    out = {}
+    for name, lg in (("masked", masked_logits), ("unmasked", logits)):
+        for key, value in metrics_from_rank(target_rank(lg, targets), DEFAULT_KS).items():
+            out[f"{name}/{key}"] = value
+    return out
+
+
 def make_eval_fn(model) -> Callable:
     """Returns jitted ``eval_batch(params, inputs, targets, seen)`` -> per-example metrics.
 
@@ -26,15 +42,7 @@ def make_eval_fn(model) -> Callable:
 
     @jax.jit
     def eval_batch(params, inputs, targets, seen):
-        logits = model.score(params, model.encode(params, inputs))  # [B, N+1]
-        logits = logits.at[:, 0].set(-jnp.inf)
-        not_target = jnp.arange(logits.shape[1])[None, :] != targets[:, None]
-        masked_logits = jnp.where(seen & not_target, -jnp.inf, logits)
-        out = {}
-        for name, lg in (("masked", masked_logits), ("unmasked", logits)):
-            for key, value in metrics_from_rank(target_rank(lg, targets), DEFAULT_KS).items():
-                out[f"{name}/{key}"] = value
-        return out
+        return rank_metrics(model.score(params, model.encode(params, inputs)), targets, seen)
 
     return eval_batch
 

@@ -55,3 +55,30 @@ def prepare(config: TrainConfig, seqs=None) -> PreparedData:
     valid = eval_arrays(split, "valid", config.max_len)
     test = eval_arrays(split, "test", config.max_len)
     return PreparedData(seqs=seqs, split=split, windows=windows, valid=valid, test=test)
+
+
+def subset_users(seqs, users):
+    """The sequences of ``users`` (int[U']) only, same item ids; users renumbered 0..U'-1."""
+    import numpy as np
+
+    from rec_jax.data.preprocess import SequenceData
+
+    users = np.asarray(users, np.int64)
+    lengths = seqs.lengths[users]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    take = np.concatenate([np.arange(seqs.offsets[u], seqs.offsets[u + 1]) for u in users])
+    return SequenceData(offsets=offsets, items=seqs.items[take], timestamps=seqs.timestamps[take],
+                        num_users=len(users), num_items=seqs.num_items,
+                        raw_user_ids=seqs.raw_user_ids[users], raw_item_ids=seqs.raw_item_ids)
+
+
+def prepare_fold(config: TrainConfig, seqs, train_users, test_users) -> PreparedData:
+    """k-fold over users: train (with LOO validation) on ``train_users``; test held-out users.
+
+    Each held-out user is predicted on its last item from its whole prefix.
+    """
+    prepared = prepare(config, seqs=subset_users(seqs, train_users))
+    held_out = leave_one_out(subset_users(seqs, test_users))
+    prepared.test = eval_arrays(held_out, "test", config.max_len)
+    prepared.seqs = seqs
+    return prepared

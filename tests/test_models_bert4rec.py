@@ -1,0 +1,102 @@
+"""BERT4Rec: bidirectional attention and Cloze masking statistics."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rec_jax.models import BERT4RecConfig, make_bert4rec
+
+N, L, D = 20, 8, 16
+CFG = BERT4RecConfig(num_items=N, max_len=L, dim=D, num_heads=2, ff_dim=32, mask_prob=0.3)
+
+
+def test_bidirectional_later_items_change_earlier_states():
+    model = make_bert4rec(CFG)
+    params = jax.jit(model.init)(jax.random.key(0))
+    base = np.array([0, 0, 4, 9, 2, 11, 6, 3], np.int32)
+    changed = base.copy()
+    changed[-1] = 17
+    h = np.asarray(jax.jit(lambda p, s: model.hidden(p, s, train=False))(
+        params, jnp.asarray(np.stack([base, changed]))))
+    # Every real position (not only the last) sees the changed future item ...
+    assert np.all(np.abs(h[0, 2:] - h[1, 2:]).max(axis=-1) > 1e-4)
+    # ... and padding positions stay zero.
+    np.testing.assert_array_equal(h[:, :2], 0.0)
+
+
+def _windows(rng, num_rows):
+    """Random windows int32[B, L+1] with random left padding."""
+    windows = rng.integers(1, N + 1, (num_rows, L + 1)).astype(np.int32)
+    pads = rng.integers(0, L + 1, num_rows)
+    windows[np.arange(L + 1)[None] < pads[:, None]] = 0
+    return windows
+
+
+@pytest.fixture(scope="module")
+def cloze():
+    """training_batch jitted once for the two masking regimes (ft_ratio 0 and 1)."""
+    cloze_only = make_bert4rec(dataclasses.replace(CFG, ft_ratio=0.0))
+    last_only = make_bert4rec(dataclasses.replace(CFG, ft_ratio=1.0))
+    mixed = make_bert4rec(CFG)  # default ft_ratio = 0.5
+
+    @jax.jit
+    def batches(key, windows, target_mask):
+        return [m.training_batch(key, windows, target_mask) for m in (cloze_only, last_only, mixed)]
+
+    return batches
+
+
+def test_cloze_masking_statistics(cloze):
+    rng = np.random.default_rng(0)
+    windows = _windows(rng, 2000)
+    target_mask = rng.random((2000, L)) < 0.9
+    (inputs, targets, mask), (inputs_l, targets_l, mask_l), (_, _, mask_m) = (
+        jax.tree.map(np.asarray, cloze(jax.random.key(1), jnp.asarray(windows), jnp.asarray(target_mask)))
+    )
+    items = windows[:, 1:]
+    candidates = (items > 0) & target_mask
+    n = candidates.sum(1)
+    has = n > 0
+    # Only candidates are masked (never padding, never a position the caller excluded).
+    assert not np.any(mask & ~candidates) and not np.any(mask_l & ~candidates)
+    # Inputs: [MASK] exactly at masked positions, the original item elsewhere.
+    np.testing.assert_array_equal(inputs, np.where(mask, N + 1, items))
+    np.testing.assert_array_equal(inputs_l, np.where(mask_l, N + 1, items))
+    # Targets: the original items at masked positions, 0 elsewhere.
+    np.testing.assert_array_equal(targets, np.where(mask, items, 0))
+    # At least one mask in every row that has a candidate; none otherwise.
+    np.testing.assert_array_equal(mask.any(1), has)
+    # Expected count per row: n p + (1-p)^n (the forced mask when none was drawn).
+    p = CFG.mask_prob
+    expected = (n * p + (1 - p) ** n)[has].sum()
+    observed = mask[has].sum()
+    std = np.sqrt((n * p * (1 - p))[has].sum())
+    assert abs(observed - expected) < 4 * std, (observed, expected, std)
+    # Fine-tuning rows mask exactly the last candidate (the next-item task).
+    last = np.where(has, L - 1 - np.argmax(candidates[:, ::-1], axis=1), -1)
+    expected_last = np.zeros_like(mask_l)
+    expected_last[has, last[has]] = True
+    np.testing.assert_array_equal(mask_l, expected_last)
+    # Mixed rows: about half the rows are fine-tuning rows with a single mask at the
+    # last candidate; in Cloze rows with >= 4 candidates that is rarer, so count rows
+    # whose mask is exactly "last only" among rows with many candidates.
+    many = n >= 6
+    last_only_rows = (mask_m == expected_last).all(1)[many].mean()
+    # P(last-only | Cloze row, n) = p (1-p)^(n-1) + (1-p)^n / n; ft rows are always last-only.
+    nm = n[many]
+    cloze_last_only = (p * (1 - p) ** (nm - 1) + (1 - p) ** nm / nm).mean()
+    expected_frac = CFG.ft_ratio + (1 - CFG.ft_ratio) * cloze_last_only
+    assert abs(last_only_rows - expected_frac) < 4 * np.sqrt(0.25 / many.sum()), (
+        last_only_rows, expected_frac)
+
+
+def test_masking_depends_on_the_key(cloze):
+    windows = jnp.asarray(_windows(np.random.default_rng(2), 64))
+    tm = jnp.ones((64, L), bool)
+    a = cloze(jax.random.key(3), windows, tm)[0][2]
+    b = cloze(jax.random.key(3), windows, tm)[0][2]
+    c = cloze(jax.random.key(4), windows, tm)[0][2]
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
