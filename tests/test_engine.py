@@ -146,3 +146,28 @@ def test_bad_config_raises():
     ]:
         with pytest.raises(ValueError, match=field):
             make_run(cfg, policy, sim)
+
+
+def test_shared_linucb_matches_numpy_ridge_over_all_streams():
+    from rec_jax.policies import make_policy
+
+    n, d, s, t_steps = 6, 3, 5, 8
+    sim, env_params = make_env("linear", num_items=n, dim=d)
+    policy, params = make_policy("linucb", PolicySpec(num_items=n, feature_dim=d))
+    run = make_run(EngineConfig(num_streams=s, mode="shared", log_tuples=True), policy, sim)
+    state, m = jax.jit(run.run, static_argnums=3)(jax.random.key(2), params, env_params, t_steps)
+    log = jax.tree.map(lambda x: np.asarray(x, np.float64), m["log"])
+    gram, b = np.zeros((d, d)), np.zeros(d)
+    for t in range(t_steps):
+        a_inv = np.linalg.inv(gram + params.reg * np.eye(d))  # ridge from the summed updates of steps < t
+        for i in range(s):
+            x = log["features"][t, i]  # [N, D] context stream i was scored on
+            scores = x @ (a_inv @ b) + params.alpha * np.sqrt(np.einsum("nd,de,ne->n", x, a_inv, x))
+            chosen = int(log["action"][t, i])
+            assert scores[chosen] >= scores.max() - 1e-4, (t, i, scores, chosen)
+        xs = log["features"][t, np.arange(s), log["action"][t].astype(int)]  # [S, D]
+        gram += xs.T @ xs
+        b += xs.T @ log["reward"][t]
+    np.testing.assert_allclose(state.policy_state.gram, gram, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(state.policy_state.b, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(state.policy_state.a_inv, np.linalg.inv(gram + params.reg * np.eye(d)), rtol=1e-4, atol=1e-5)

@@ -1,6 +1,6 @@
 """Exact resume: a run stopped after two chunks and resumed in a fresh call ends
-bit-identical (state and every metric) to an uninterrupted chunked run and to one
-scan over all the steps."""
+bit-identical (state and every metric) to an uninterrupted run. (That chunking
+itself changes nothing is tested in test_engine.py.)"""
 import jax
 import numpy as np
 
@@ -11,7 +11,7 @@ from rec_jax.policies import make_policy
 from rec_jax.policies.base import PolicySpec
 from rec_jax.sim import make_env
 
-T, CHUNK = 10, 4  # chunks of 4, 4, 2
+T, CHUNK = 12, 4  # three chunks of one length: one compile
 
 
 def _leaves(state):
@@ -49,8 +49,3 @@ def test_killed_run_resumes_bit_identical(tmp_path):
     np.testing.assert_array_equal(full["log"]["action"], resumed["log"]["action"])
     np.testing.assert_array_equal(part["reward"], resumed["reward"][: 2 * CHUNK])
 
-    # Chunking itself changes nothing: one scan over T steps gives the same numbers.
-    one_state, one = jax.jit(run.run, static_argnums=3)(key, params, env_params, T)
-    np.testing.assert_array_equal(one["log"]["action"], full["log"]["action"])
-    np.testing.assert_allclose(one["reward"], full["reward"], rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(one_state.policy_state.gram, full_state.policy_state.gram, rtol=1e-6, atol=1e-6)

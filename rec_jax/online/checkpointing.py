@@ -120,6 +120,9 @@ def run_with_checkpoints(
     start = checkpoint.latest_step(state_dir) if resume else None
     if start is not None:
         restored = checkpoint.restore(state_dir, target=to_saveable(run_state), step=start)
+        # Fresh host->device copies: Orbax's arrays can differ from jit outputs in
+        # ways the jit cache keys on, which would recompile run_chunk.
+        restored = jax.tree.map(lambda x: jax.device_put(np.asarray(x)), restored)
         run_state = from_saveable(restored, run_state)
         if mesh is not None:
             run_state = shard_streams(run_state, mesh, mode)

@@ -140,6 +140,11 @@ def make_run(
     config.validate(sim.num_items)
     if spec is None:
         spec = PolicySpec(num_items=sim.num_items, feature_dim=sim.feature_dim, slate_size=config.slate_size)
+    if (spec.num_items, spec.slate_size) != (sim.num_items, config.slate_size):
+        raise ValueError(
+            f"make_run: PolicySpec(num_items={spec.num_items}, slate_size={spec.slate_size}) does not match "
+            f"the simulator's num_items={sim.num_items} and EngineConfig.slate_size={config.slate_size}"
+        )
     num_streams = config.num_streams
     shared = config.mode == "shared"
     policy_axis = None if shared else 0

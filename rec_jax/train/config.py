@@ -31,7 +31,8 @@ class TrainConfig:
     mask_prob: float = 0.2  # Cloze masking probability (bert4rec only)
     # --- optimisation ---
     loss: str = "ce"  # "ce": full softmax cross-entropy over all items; "bce": one sampled negative
-    batch_size: int = 256  # training windows per step (one batch element is one window)
+    batch_size: int = 256  # batch size per step, counted in ``batch_unit``s
+    batch_unit: str = "target"  # "target": windows per step = batch_size / mean targets per window; "window": batch_size windows
     learning_rate: float = 1e-3  # Adam(W) step size
     weight_decay: float = 0.0  # decoupled weight decay; > 0 switches Adam to AdamW
     epochs: int = 200  # upper bound on epochs
@@ -57,14 +58,29 @@ PRESETS = {
     # tiny sizes for tests and smoke runs on generated data
     "tiny-sasrec": lambda: TrainConfig(
         data="synthetic", model="sasrec", max_len=12, window_stride=6, dim=16, num_layers=1,
-        num_heads=1, ff_dim=32, batch_size=32, epochs=3, patience=2, eval_batch_size=64),
+        num_heads=1, ff_dim=32, batch_size=32, batch_unit="window", epochs=3, patience=2, eval_batch_size=64),
     "tiny-bert4rec": lambda: TrainConfig(
         data="synthetic", model="bert4rec", max_len=12, window_stride=6, dim=16, num_layers=1,
-        num_heads=1, ff_dim=32, batch_size=32, epochs=3, patience=2, eval_batch_size=64),
+        num_heads=1, ff_dim=32, batch_size=32, batch_unit="window", epochs=3, patience=2, eval_batch_size=64),
     "tiny-gru4rec": lambda: TrainConfig(
         data="synthetic", model="gru4rec", max_len=12, window_stride=6, dim=16, hidden_dim=16,
-        num_layers=1, batch_size=32, epochs=3, patience=2, eval_batch_size=64),
+        num_layers=1, batch_size=32, batch_unit="window", epochs=3, patience=2, eval_batch_size=64),
 }
+
+
+def windows_per_batch(config: TrainConfig, num_windows: int, num_targets: int) -> int:
+    """Training windows per optimizer step.
+
+    With ``batch_unit="target"`` a step holds about ``batch_size`` next-item targets
+    on average (RecBole's batch of 256 prefixes is 256 targets), however many targets
+    each window carries; with ``"window"`` it holds ``batch_size`` windows.
+    """
+    if config.batch_unit == "window":
+        return max(1, min(config.batch_size, num_windows))
+    if config.batch_unit != "target":
+        raise ValueError(f"batch_unit={config.batch_unit!r}: expected 'target' or 'window'")
+    per_window = num_targets / max(num_windows, 1)
+    return max(1, min(num_windows, round(config.batch_size / max(per_window, 1e-9))))
 
 
 def get_preset(name: str) -> TrainConfig:

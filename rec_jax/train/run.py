@@ -59,6 +59,7 @@ def summarize(config: TrainConfig, prepared: PreparedData, result: FitResult,
         "eval_s": float(eval_s),
         "peak_rss_mb": peak_rss_mb(),
         "num_windows": int(prepared.windows.seq.shape[0]),
+        "windows_per_batch": int(result.windows_per_batch),
         **prepared.stats(),
     })
     return metrics

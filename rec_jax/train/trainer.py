@@ -23,7 +23,7 @@ import optax
 from flax import struct
 
 from rec_jax import checkpoint
-from rec_jax.train.config import TrainConfig
+from rec_jax.train.config import TrainConfig, windows_per_batch
 from rec_jax.train.evaluate import Evaluator
 from rec_jax.train.losses import full_softmax_ce, sampled_bce
 
@@ -62,7 +62,7 @@ def make_loss_fn(model, config: TrainConfig) -> Callable:
     return loss_fn
 
 
-def make_train_epoch(model, config: TrainConfig, num_windows: int) -> Callable:
+def make_train_epoch(model, config: TrainConfig, num_windows: int, batch_size: int) -> Callable:
     """Returns jitted ``train_epoch(state, windows, target_mask, epoch_key, step_key)``.
 
     windows: int32[W, L+1]; target_mask: bool[W, L].  Returns (state, mean loss f32[]).
@@ -70,7 +70,6 @@ def make_train_epoch(model, config: TrainConfig, num_windows: int) -> Callable:
     """
     tx = make_optimizer(config)
     loss_fn = make_loss_fn(model, config)
-    batch_size = config.batch_size
     num_batches = -(-num_windows // batch_size)
     pad = num_batches * batch_size - num_windows
 
@@ -119,6 +118,7 @@ class FitResult:
     epochs_run: int
     history: dict[str, np.ndarray]  # per-epoch arrays, NaN beyond epochs_run
     compile_s: float
+    windows_per_batch: int
     resumed_from: int | None  # the epoch a resumed run continued from, else None
 
 
@@ -139,11 +139,16 @@ def fit(
     The early-stopping metric follows ``config.mask_history`` (masked or unmasked NDCG@10).
     """
     root_key = jax.random.key(config.seed)
-    init_key, data_key, step_key = jax.random.split(root_key, 3)
+    init_key, data_key = jax.random.split(root_key)
+    # Dropout and Cloze masks draw millions of bits per step: the RBG generator makes
+    # them with XLA's RngBitGenerator instead of unrolled Threefry (much cheaper on
+    # CPU), and stays a deterministic function of the seed and the step.
+    step_key = jax.random.key(config.seed, impl="rbg")
     num_windows = int(windows.seq.shape[0])
     window_arr = jax.device_put(np.asarray(windows.seq, np.int32))
     mask_arr = jax.device_put(np.asarray(windows.target_mask, bool))
-    train_epoch = make_train_epoch(model, config, num_windows)
+    batch_size = windows_per_batch(config, num_windows, int(np.asarray(windows.target_mask).sum()))
+    train_epoch = make_train_epoch(model, config, num_windows, batch_size)
     stop_key = "masked/ndcg@10" if config.mask_history else "unmasked/ndcg@10"
     other_key = "unmasked/ndcg@10" if config.mask_history else "masked/ndcg@10"
 
@@ -222,4 +227,5 @@ def fit(
     if bar is not None:
         bar.close()
     return FitResult(best_params=best_params, best_epoch=best_epoch, epochs_run=epoch,
-                     history=history, compile_s=compile_s, resumed_from=resumed_from)
+                     history=history, compile_s=compile_s,
+                     windows_per_batch=batch_size, resumed_from=resumed_from)

@@ -1,0 +1,51 @@
+"""Sharding the streams axis over 8 (forced host) devices changes no number.
+
+Runs in a subprocess so the main pytest process keeps its single CPU device.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+    """
+    import jax, numpy as np
+    from rec_jax.online import EngineConfig, make_run, shard_streams, streams_mesh
+    from rec_jax.policies import make_policy
+    from rec_jax.policies.base import PolicySpec
+    from rec_jax.sim import make_env
+
+    assert len(jax.devices()) == 8, jax.devices()
+    sim, env_params = make_env("linear", num_items=6, dim=3)
+    policy, params = make_policy("linucb", PolicySpec(num_items=6, feature_dim=3))
+    mesh = streams_mesh()
+    for mode in ("per_stream", "shared"):
+        run = make_run(EngineConfig(num_streams=16, mode=mode, log_tuples=True, log_context="none"), policy, sim)
+        chunk = jax.jit(run.run_chunk, static_argnums=1)
+        state0 = jax.jit(run.init_run)(jax.random.key(5), params, env_params)
+        plain_state, plain = chunk(state0, 6)
+        sharded0 = shard_streams(state0, mesh, mode)
+        assert len(sharded0.env_state.theta.sharding.device_set) == 8
+        assert sharded0.env_state.theta.addressable_shards[0].data.shape == (2, 3)  # 16 streams / 8 devices
+        sharded_state, sharded = chunk(sharded0, 6)
+        # Results stay sharded over the streams axis (GSPMD propagates the input sharding).
+        assert sharded["reward"].sharding.shard_shape(sharded["reward"].shape) == (6, 2), sharded["reward"].sharding
+        np.testing.assert_array_equal(plain["log"]["action"], sharded["log"]["action"])
+        if mode == "per_stream":  # streams never interact: bit-equal
+            for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(sharded)):
+                np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(plain_state.policy_state.a_inv, sharded_state.policy_state.a_inv)
+        else:  # the merge sums over devices: equal up to float summation order
+            for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(sharded)):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(plain_state.policy_state.gram, sharded_state.policy_state.gram, rtol=1e-5)
+            assert sharded_state.policy_state.gram.shape == (3, 3)
+    print("SHARDING_OK")
+    """
+)
+
+
+def test_sharded_streams_equal_unsharded():
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "SHARDING_OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -1,0 +1,126 @@
+"""LinUCB's maintained inverse (float32 Sherman-Morrison + Cholesky refactor) and
+shared-mode merges of every policy against NumPy references."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rec_jax.policies import Observation, PolicySpec, make_policy
+from rec_jax.policies import _ridge
+from test_policies_utils import (
+    ALL_NAMES,
+    COUNT_NAMES,
+    RIDGE_NAMES,
+    N,
+    behaviour,
+    fixed_obs,
+    rel_frobenius,
+)
+
+
+def _inverse_errors(num_steps, refactor_every, d=4, seed=0):
+    """Relative Frobenius error of LinUCB's A^-1 vs a float64 direct inverse at every step."""
+    x = np.random.default_rng(seed).standard_normal((num_steps, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)  # unit-norm contexts
+    spec = PolicySpec(num_items=1, feature_dim=d)
+    policy, params = make_policy("linucb", spec)
+    params = params.replace(refactor_every=refactor_every)
+
+    @jax.jit
+    def run(xs):
+        def step(state, x_t):
+            obs = Observation(features=x_t[None], available=jnp.ones((1,), bool), scores=jnp.zeros((1,)))
+            state = policy.update(None, state, obs, jnp.int32(0), jnp.float32(0.0), params)
+            return state, state.a_inv
+
+        return jax.lax.scan(step, policy.init(None, spec), xs)[1]
+
+    a_inv = np.asarray(run(x), np.float64)
+    x64 = x.astype(np.float64)
+    gram = np.cumsum(x64[:, :, None] * x64[:, None, :], axis=0) + params.reg * np.eye(d)
+    ref = np.linalg.inv(gram)
+    return np.linalg.norm(a_inv - ref, axis=(1, 2)) / np.linalg.norm(ref, axis=(1, 2))
+
+
+def test_inverse_stays_accurate_over_100k_rank_one_updates():
+    err = _inverse_errors(100_000, refactor_every=100)
+    assert err.shape == (100_000,)
+    assert err.max() < 1e-4, (err.max(), int(err.argmax()))
+
+
+def test_refactor_repairs_a_corrupted_inverse():
+    d = 4
+    x = np.random.default_rng(1).standard_normal((12, d)).astype(np.float32)
+    state = _ridge.init_ridge(d)
+    state = state.replace(a_inv=state.a_inv + 0.01)  # a corrupted inverse
+    ref = np.linalg.inv(x.astype(np.float64).T @ x + np.eye(d))
+    for every, repaired in ((4, True), (10**6, False)):
+        st = state
+        for t in range(12):
+            st = _ridge.ridge_update(st, jnp.asarray(x[t : t + 1]), jnp.zeros(1), 1.0, every)
+        assert (rel_frobenius(st.a_inv, ref) < 1e-5) == repaired, every
+
+
+def test_new_reg_takes_effect_at_next_update():
+    d = 4
+    x = np.random.default_rng(2).standard_normal((1, d)).astype(np.float32)
+    st = _ridge.ridge_update(_ridge.init_ridge(d), jnp.asarray(x), jnp.ones(1), 2.5, 10**6)
+    ref = np.linalg.inv(x.astype(np.float64).T @ x + 2.5 * np.eye(d))
+    assert rel_frobenius(st.a_inv, ref) < 1e-5
+    assert float(st.reg) == 2.5
+
+
+# ----------------------------------------------------------------------------- merge
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_shared_merge_equals_s_times_the_stats(name):
+    """S streams update the shared state on identical inputs; the merge must equal
+    one update carrying S times the statistics (NumPy reference)."""
+    num_streams = 3
+    b = behaviour(name)[3]
+    policy, params, state = b["policy"], b["params"], b["state"]
+    obs = fixed_obs(seed=7, unavailable=None)
+    action = jnp.array([4, 0, 2], jnp.int32)
+    reward = jnp.array([1.0, 0.0, 0.5], jnp.float32)
+    new = policy.update(None, state, obs, action, reward, params)
+    new_states = jax.tree.map(lambda leaf: jnp.stack([leaf] * num_streams), new)
+    merged = policy.merge(state, new_states)
+    a, r = np.asarray(action), np.asarray(reward, np.float64)
+    x = np.asarray(obs.features, np.float64)[a]  # [K, D]
+    s = num_streams
+    if name in COUNT_NAMES:
+        counts, sums = np.array(state.counts, np.float64), np.array(state.sums, np.float64)
+        counts[a] += s
+        sums[a] += s * r  # rewards already in [0, 1]: Thompson's clipping is a no-op
+        np.testing.assert_allclose(merged.counts, counts)
+        np.testing.assert_allclose(merged.sums, sums, rtol=1e-6, atol=1e-6)
+        assert int(merged.t) == int(state.t) + s
+    elif name in RIDGE_NAMES:
+        gram = np.asarray(state.gram, np.float64) + s * x.T @ x
+        bvec = np.asarray(state.b, np.float64) + s * x.T @ r
+        np.testing.assert_allclose(merged.gram, gram, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(merged.b, bvec, rtol=1e-5, atol=1e-4)
+        assert rel_frobenius(merged.a_inv, np.linalg.inv(gram + np.eye(x.shape[1]))) < 1e-5
+        assert int(merged.num_updates) == int(state.num_updates) + s * 3
+    elif name == "linucb_disjoint":
+        for k, item in enumerate(a):
+            gram = np.asarray(state.gram[item], np.float64) + s * np.outer(x[k], x[k])
+            np.testing.assert_allclose(merged.gram[item], gram, rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(merged.b[item], np.asarray(state.b[item]) + s * r[k] * x[k], atol=1e-4)
+            assert rel_frobenius(merged.a_inv[item], np.linalg.inv(gram + np.eye(x.shape[1]))) < 1e-5
+        untouched = np.setdiff1d(np.arange(N), a)
+        np.testing.assert_allclose(merged.gram[untouched], state.gram[untouched])
+        np.testing.assert_array_equal(np.asarray(merged.counts) - np.asarray(state.counts), np.isin(np.arange(N), a) * s)
+    elif name == "logistic_epsilon_greedy":
+        w, bias = np.asarray(state.w, np.float64), float(state.bias)
+        w1, b1 = w.copy(), bias
+        for xk, rk in zip(x, r):  # one SGD step per slot, from the shared state
+            g = 1 / (1 + np.exp(-(xk @ w1 + b1))) - rk
+            w1, b1 = w1 - params.learning_rate * (g * xk + params.l2 * w1), b1 - params.learning_rate * g
+        np.testing.assert_allclose(merged.w, w + s * (w1 - w), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(merged.bias, bias + s * (b1 - bias), rtol=1e-5, atol=1e-5)
+    else:
+        raise AssertionError(f"no NumPy reference for {name}")
