@@ -57,6 +57,7 @@ class Config:
     num_items: int = 20  # items of the linear env
     dim: int = 8  # feature width of the linear env
     seed: int = 0  # root seed; seed i uses fold_in(key(seed), i)
+    mc_samples: int | None = None  # Monte Carlo draws behind Thompson-type propensities (default: policy's; quick 16)
 
 
 def resolve(cfg: Config) -> dict:
@@ -77,9 +78,13 @@ def resolve(cfg: Config) -> dict:
     streams = cfg.streams if cfg.streams is not None else (16 if cfg.quick else 64)
     if cfg.seeds < 2:
         raise ValueError(f"--seeds: expected >= 2 (a CI needs two), got {cfg.seeds}")
+    mc_samples = cfg.mc_samples if cfg.mc_samples is not None else (16 if cfg.quick else None)
+    if mc_samples is not None and mc_samples < 1:
+        raise ValueError(f"--mc-samples: expected >= 1, got {mc_samples}")
     if steps < 1 or streams < 1:
         raise ValueError(f"--steps/--streams: expected >= 1, got {steps}, {streams}")
-    return dict(dataclasses.asdict(cfg), out=str(cfg.out), envs=envs, policies=policies, steps=steps, streams=streams)
+    return dict(dataclasses.asdict(cfg), out=str(cfg.out), envs=envs, policies=policies, steps=steps, streams=streams,
+                mc_samples=mc_samples)
 
 
 def make_env(name: str, cfg: Config):
@@ -119,6 +124,9 @@ def run_one(env_name: str, policy_name: str, settings: dict, cfg: Config, sims: 
     sim, env_params = sims[env_name]
     spec = PolicySpec(num_items=sim.num_items, feature_dim=sim.feature_dim, slate_size=1)
     policy, policy_params = make_policy(policy_name, spec)
+    if settings["mc_samples"] is not None and hasattr(policy_params, "num_mc_samples"):
+        # Only the propensities use these draws; this study reports regret and CTR.
+        policy_params = policy_params.replace(num_mc_samples=settings["mc_samples"])
     engine = make_run(EngineConfig(num_streams=settings["streams"]), policy, sim, spec=spec)
     engine.validate(policy_params, env_params)
     steps = settings["steps"]

@@ -111,3 +111,17 @@ def test_evaluator_masking_matches_numpy():
         ref = numpy_metrics(lg, targets, 10)
         np.testing.assert_allclose(got[f"{name}/ndcg@10"], ref["ndcg"], rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(got[f"{name}/hr@10"], ref["hr"])
+
+
+def test_windows_per_batch_counts_targets_or_windows():
+    import dataclasses
+
+    from rec_jax.train.config import TrainConfig, windows_per_batch
+
+    config = TrainConfig(batch_size=256, batch_unit="target")
+    # 3532 windows carrying 96,458 targets: 27.3 targets a window -> 9 windows ~ 256 targets
+    assert windows_per_batch(config, 3532, 96458) == round(256 / (96458 / 3532))
+    assert windows_per_batch(dataclasses.replace(config, batch_unit="window"), 3532, 96458) == 256
+    assert windows_per_batch(dataclasses.replace(config, batch_unit="window"), 100, 500) == 100
+    with pytest.raises(ValueError, match="batch_unit"):
+        windows_per_batch(dataclasses.replace(config, batch_unit="rows"), 10, 10)

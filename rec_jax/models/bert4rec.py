@@ -73,18 +73,18 @@ class BERT4Rec(nn.Module):
     config: BERT4RecConfig
 
     @nn.compact
-    def __call__(self, seq, deterministic: bool = True):
+    def __call__(self, seq, deterministic: bool = True, last_only: bool = False):
         c = self.config
         x = TransformerEncoder(
             num_embeddings=c.num_items + 2, max_len=c.max_len, dim=c.dim,
             num_layers=c.num_layers, num_heads=c.num_heads, ff_dim=c.ff_dim,
             dropout=c.dropout, attn_dropout=c.attn_dropout, init_std=c.init_std,
             causal=False, name="encoder",
-        )(seq, deterministic)
+        )(seq, deterministic, last_only)
         x = _Head(c.dim, c.init_std, name="head")(x)
         # Registered here so that init creates it; used by ``score``.
         self.param("output_bias", nn.initializers.zeros_init(), (c.num_items + 1,))
-        return x * (seq > 0)[..., None]
+        return x * ((seq[:, -1:] if last_only else seq) > 0)[..., None]
 
 
 class _Head(nn.Module):
@@ -141,7 +141,8 @@ def make_bert4rec(config: BERT4RecConfig) -> SequentialModel:
         # Drop the oldest column, append [MASK]: the window length stays L.
         fill = jnp.full((seq.shape[0], 1), mask_token, seq.dtype)
         masked = jnp.concatenate([seq[:, 1:], fill], axis=1)
-        return hidden(params, masked, train=False)[:, -1]
+        check_seq_len(masked.shape[1], config.max_len, "BERT4Rec")
+        return module.apply({"params": params}, masked, deterministic=True, last_only=True)[:, -1]
 
     def item_embeddings(params):
         return params["encoder"]["item_embed"]["embedding"][: config.num_items + 1]

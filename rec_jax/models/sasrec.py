@@ -66,14 +66,14 @@ class SASRec(nn.Module):
     config: SASRecConfig
 
     @nn.compact
-    def __call__(self, seq, deterministic: bool = True):
+    def __call__(self, seq, deterministic: bool = True, last_only: bool = False):
         c = self.config
         return TransformerEncoder(
             num_embeddings=c.num_items + 1, max_len=c.max_len, dim=c.dim,
             num_layers=c.num_layers, num_heads=c.num_heads, ff_dim=c.ff_dim,
             dropout=c.dropout, attn_dropout=c.attn_dropout, init_std=c.init_std,
             causal=True, name="encoder",
-        )(seq, deterministic)
+        )(seq, deterministic, last_only)
 
 
 def make_sasrec(config: SASRecConfig) -> SequentialModel:
@@ -92,7 +92,8 @@ def make_sasrec(config: SASRecConfig) -> SequentialModel:
         return module.apply({"params": params}, seq, deterministic=deterministic, rngs=rngs)
 
     def encode(params, seq):
-        return hidden(params, seq, train=False)[:, -1]
+        check_seq_len(seq.shape[1], config.max_len, "SASRec")
+        return module.apply({"params": params}, seq, deterministic=True, last_only=True)[:, -1]
 
     def item_embeddings(params):
         return params["encoder"]["item_embed"]["embedding"]

@@ -29,12 +29,15 @@ class SelfAttention(nn.Module):
     init_std: float
 
     @nn.compact
-    def __call__(self, x, mask, deterministic: bool):
+    def __call__(self, x, mask, deterministic: bool, last_only: bool = False):
+        """``last_only``: only the last position queries (f32[B, 1, D] out); keys are all of x."""
         head_dim = self.dim // self.num_heads
         init = nn.initializers.normal(self.init_std)
         # One fused projection for Q, K, V: f32[B, L, 3, H, Dh].
         qkv = nn.DenseGeneral((3, self.num_heads, head_dim), kernel_init=init, name="qkv")(x)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        if last_only:
+            q = q[:, -1:]
         q = q * (head_dim**-0.5)  # Vaswani et al. 2017, Eq. 1 (scaled on the smaller tensor)
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)
         logits = jnp.where(mask, logits, _MASKED)
@@ -55,12 +58,14 @@ class EncoderBlock(nn.Module):
     init_std: float
 
     @nn.compact
-    def __call__(self, x, mask, deterministic: bool):
+    def __call__(self, x, mask, deterministic: bool, last_only: bool = False):
         init = nn.initializers.normal(self.init_std)
         y = nn.LayerNorm(epsilon=_LN_EPS, name="ln_attn")(x)
         y = SelfAttention(self.dim, self.num_heads, self.attn_dropout, self.init_std, name="attn")(
-            y, mask, deterministic
+            y, mask, deterministic, last_only
         )
+        if last_only:
+            x = x[:, -1:]
         x = x + nn.Dropout(self.dropout)(y, deterministic=deterministic)
         y = nn.LayerNorm(epsilon=_LN_EPS, name="ln_ff")(x)
         y = nn.Dense(self.ff_dim, kernel_init=init, name="ff_in")(y)
@@ -91,7 +96,14 @@ class TransformerEncoder(nn.Module):
     causal: bool
 
     @nn.compact
-    def __call__(self, seq, deterministic: bool):
+    def __call__(self, seq, deterministic: bool, last_only: bool = False):
+        """seq int32[B, L] -> f32[B, L, D], or f32[B, 1, D] (the last position) with ``last_only``.
+
+        ``last_only`` is what recommending the next item needs: the last block then
+        computes queries, attention output and feed-forward for the last position
+        only (keys and values still cover the whole sequence), which saves most of
+        that block's work. The parameters are the same either way.
+        """
         init = nn.initializers.normal(self.init_std)
         item_embed = nn.Embed(self.num_embeddings, self.dim, embedding_init=init, name="item_embed")
         pos_embed = nn.Embed(self.max_len, self.dim, embedding_init=init, name="pos_embed")
@@ -105,9 +117,10 @@ class TransformerEncoder(nn.Module):
         if self.causal:
             mask = mask & jnp.tril(jnp.ones((seq_len, seq_len), bool))[None, None]
         for i in range(self.num_layers):
+            last = last_only and i == self.num_layers - 1
             x = EncoderBlock(
                 self.dim, self.num_heads, self.ff_dim, self.dropout, self.attn_dropout,
                 self.init_std, name=f"block_{i}",
-            )(x, mask, deterministic)
+            )(x, mask[:, :, -1:] if last else mask, deterministic, last)
         x = nn.LayerNorm(epsilon=_LN_EPS, name="ln_final")(x)
-        return x * valid[..., None]
+        return x * (valid[:, -1:] if last_only else valid)[..., None]
