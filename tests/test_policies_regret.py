@@ -64,5 +64,4 @@ def test_regret_log_for_ucb1_and_thompson_linear_for_epsilon_greedy(problem):
         shape[name] = (log_fit < lin_fit, doubling)
     for name in ("ucb1", "thompson"):
         assert shape[name][0] and shape[name][1] < 3.5, (name, shape)
-    print(problem, shape)
     assert not shape["epsilon_greedy"][0] and shape["epsilon_greedy"][1] > 4.5, shape

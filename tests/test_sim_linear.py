@@ -9,7 +9,7 @@ from rec_jax.sim import linear, validate_params
 
 @pytest.mark.parametrize("link", ["linear", "logistic"])
 def test_expected_rewards_match_numpy_and_best_arm(link):
-    sim, params = linear.make_linear(num_items=6, dim=4, link=link, seed=3)
+    sim, params = linear.make_linear(num_items=6, dim=4, link=link, seed=3, perturb_features=True)
     params = params.replace(feature_noise=jnp.float32(0.3), bias=jnp.float32(0.2),
                             theta_mean=jnp.array([1.0, -0.5, 0.0, 0.5]))
     keys = jax.random.split(jax.random.key(0), 4)
@@ -45,7 +45,7 @@ def test_logistic_reward_frequency_matches_sigmoid():
     n = 4000
     keys = jax.random.split(jax.random.key(6), n)
     _, _, out = jax.jit(jax.vmap(sim.step, in_axes=(0, None, None, None)))(keys, state, jnp.int32(3), params)
-    p = 1 / (1 + np.exp(-(np.asarray(state.features, np.float64) @ np.asarray(state.theta, np.float64))))[3]
+    p = 1 / (1 + np.exp(-(np.asarray(params.item_features, np.float64) @ np.asarray(state.theta, np.float64))))[3]
     assert abs(np.asarray(out.reward).mean() - p) <= 4.5 * np.sqrt(p * (1 - p) / n)
 
 
@@ -53,16 +53,32 @@ def test_linear_fixed_theta_when_std_zero_and_noise_std():
     sim, params = linear.make_linear(num_items=5, dim=4, link="linear")
     params = params.replace(theta_std=jnp.float32(0.0), theta_mean=jnp.array([0.1, 0.2, 0.3, 0.4]),
                             noise_std=jnp.float32(0.5))
-    _, s1 = sim.reset(jax.random.key(1), params)
+    obs1, s1 = sim.reset(jax.random.key(1), params)
     _, s2 = sim.reset(jax.random.key(2), params)
     np.testing.assert_allclose(np.asarray(s1.theta), [0.1, 0.2, 0.3, 0.4], rtol=1e-6)
     np.testing.assert_array_equal(np.asarray(s1.theta), np.asarray(s2.theta))
     # no feature noise: the features are the fixed params rows
-    np.testing.assert_allclose(np.asarray(s1.features), np.asarray(params.item_features), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(obs1.features), np.asarray(params.item_features), rtol=1e-6)
+    assert s1.features is None  # fixed features are not copied into the state
     keys = jax.random.split(jax.random.key(3), 3000)
     _, _, out = jax.vmap(sim.step, in_axes=(0, None, None, None))(keys, s1, jnp.int32(0), params)
     resid = np.asarray(out.reward) - np.asarray(out.expected_reward)
     assert abs(resid.std() - 0.5) < 0.04 and abs(resid.mean()) < 4.5 * 0.5 / np.sqrt(3000)
+
+
+def test_fixed_features_stay_unbatched_under_vmap():
+    """perturb_features=False: obs depends on params only, so vmap can leave it unbatched."""
+    sim, params = linear.make_linear(num_items=5, dim=3, seed=2)
+    keys = jax.random.split(jax.random.key(0), 4)
+    obs_axes = jax.tree.map(lambda _: None, sim.reset(keys[0], params)[0])
+    obs, state = jax.vmap(sim.reset, in_axes=(0, None), out_axes=(obs_axes, 0))(keys, params)
+    assert obs.features.shape == (5, 3) and state.features is None and state.theta.shape == (4, 3)
+    step = jax.vmap(sim.step, in_axes=(0, 0, 0, None), out_axes=(obs_axes, 0, 0))
+    obs2, state2, out = step(keys, state, jnp.array([0, 1, 2, 3], jnp.int32), params)
+    np.testing.assert_array_equal(np.asarray(obs2.features), np.asarray(params.item_features))
+    ref = np.asarray(state.theta) @ np.asarray(params.item_features).T
+    np.testing.assert_allclose(np.asarray(out.expected_reward), ref[np.arange(4), [0, 1, 2, 3]], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out.best_expected_reward), ref.max(1), rtol=1e-5, atol=1e-6)
 
 
 def test_linear_validate_params_names_field():

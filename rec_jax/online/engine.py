@@ -24,6 +24,13 @@ Per-step randomness: ``step_key = fold_in(run_key, step)`` split into purpose-na
 keys (act, env, update), each split again into ``S`` per-stream keys, so a chunked
 or resumed run draws exactly the numbers an uninterrupted one draws.
 
+Observation leaves the simulator computes from its params alone (the fixed item
+features of ``linear``, constant ``available`` / ``scores``) are NOT copied per
+stream: the engine finds them at trace time (a ``vmap`` with ``out_axes=None``
+that succeeds) and keeps ONE copy in ``RunState.obs``, passed to the policy with
+``in_axes=None``; per-stream obs leaves keep the leading ``[S]`` axis. Logged
+context (``log_tuples``) is always ``[T, S, ...]``.
+
 Sharding: :func:`shard_streams` places the leading (streams) axis of every
 per-stream leaf on a 1-D ``Mesh`` axis named ``"streams"``; the algorithm code is
 unchanged and XLA inserts the (shared-mode) reductions.
@@ -77,7 +84,9 @@ class RunState:
 
     policy_state:  the policy's state; leading [S] axis in per-stream mode, none in shared mode.
     env_state:     the simulator's state, leading [S] axis.
-    obs:           Observation, leaves with a leading [S] axis (features f32[S, N, D] ...).
+    obs:           Observation; leaves with a leading [S] axis (features f32[S, N, D] ...), except
+                   leaves that depend on the env params only (fixed item features f32[N, D]),
+                   which are held once for all streams (see the module docstring).
     key:           the run's typed PRNG key; step t uses fold_in(key, t).
     step:          int32[], number of steps taken so far.
     policy_params: the policy's hyperparameters (no S axis; data, so vmappable / adaptable).
@@ -149,10 +158,45 @@ def make_run(
     shared = config.mode == "shared"
     policy_axis = None if shared else 0
 
+    action_shape = (num_streams,) if config.slate_size == 1 else (num_streams, config.slate_size)
+
+    def obs_axes(env_params: Any):
+        """Per obs leaf: None where both reset and step emit it unbatched (it depends on
+        the env params only), else 0. Decided at trace time from shapes alone."""
+        abstract = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), tree)
+        params = abstract(env_params)
+        keys = jax.ShapeDtypeStruct((num_streams,), jax.random.key(0).dtype)
+        reset_in, step_in = (0, None), (0, 0, 0, None)
+        _, env_state = jax.eval_shape(jax.vmap(sim.reset, in_axes=reset_in), keys, params)
+        reset_args = (keys, params)
+        step_args = (keys, env_state, jax.ShapeDtypeStruct(action_shape, jnp.int32), params)
+        obs_def = jax.tree.structure(jax.eval_shape(jax.vmap(sim.reset, in_axes=reset_in), keys, params)[0])
+
+        def unbatched(fn, in_axes, args, i):
+            leaf = lambda *a: jax.tree.leaves(fn(*a)[0])[i]
+            try:
+                jax.eval_shape(jax.vmap(leaf, in_axes=in_axes, out_axes=None), *args)
+                return True
+            except ValueError:
+                return False
+
+        axes = [
+            None if unbatched(sim.reset, reset_in, reset_args, i) and unbatched(sim.step, step_in, step_args, i) else 0
+            for i in range(obs_def.num_leaves)
+        ]
+        return jax.tree.unflatten(obs_def, axes)
+
+    def per_stream(x: jax.Array, axis) -> jax.Array:
+        """A leaf with the leading [S] axis (broadcast when held once)."""
+        return x if axis == 0 else jnp.broadcast_to(x, (num_streams,) + x.shape)
+
     def init_run(key: jax.Array, policy_params: Any, env_params: Any) -> RunState:
         """RunState at step 0: S simulator resets and the policy's initial state."""
         reset_key, policy_key, run_key = jax.random.split(key, 3)
-        obs, env_state = jax.vmap(sim.reset, in_axes=(0, None))(jax.random.split(reset_key, num_streams), env_params)
+        o_axes = obs_axes(env_params)
+        obs, env_state = jax.vmap(sim.reset, in_axes=(0, None), out_axes=(o_axes, 0))(
+            jax.random.split(reset_key, num_streams), env_params
+        )
         if shared:
             policy_state = policy.init(policy_key, spec)
         else:
@@ -177,15 +221,16 @@ def make_run(
         update_keys = jax.random.split(update_key, num_streams)
 
         obs_tm1 = rs.obs
-        action, info = jax.vmap(policy.act, in_axes=(0, policy_axis, 0, None))(
+        o_axes = obs_axes(rs.env_params)
+        action, info = jax.vmap(policy.act, in_axes=(0, policy_axis, o_axes, None))(
             act_keys, rs.policy_state, obs_tm1, rs.policy_params
         )
-        obs_t, env_state, out = jax.vmap(sim.step, in_axes=(0, 0, 0, None))(
+        obs_t, env_state, out = jax.vmap(sim.step, in_axes=(0, 0, 0, None), out_axes=(o_axes, 0, 0))(
             env_keys, rs.env_state, action, rs.env_params
         )
         # Single actions learn from the scalar reward, slates from the per-slot rewards.
         feedback = out.reward if config.slate_size == 1 else out.slot_rewards
-        new_policy_states = jax.vmap(policy.update, in_axes=(0, policy_axis, 0, 0, 0, None))(
+        new_policy_states = jax.vmap(policy.update, in_axes=(0, policy_axis, o_axes, 0, 0, None))(
             update_keys, rs.policy_state, obs_tm1, action, feedback, rs.policy_params
         )
         policy_state = policy.merge(rs.policy_state, new_policy_states) if shared else new_policy_states
@@ -207,8 +252,8 @@ def make_run(
                 "slot_rewards": out.slot_rewards,
             }
             if config.log_context == "features":
-                log["features"] = obs_tm1.features
-                log["available"] = obs_tm1.available
+                log["features"] = per_stream(obs_tm1.features, o_axes.features)
+                log["available"] = per_stream(obs_tm1.available, o_axes.available)
             metrics["log"] = log
         new_rs = rs.replace(policy_state=policy_state, env_state=env_state, obs=obs_t, step=rs.step + 1)
         return new_rs, metrics
@@ -272,10 +317,18 @@ def stream_shardings(run_state: RunState, mesh: Mesh, mode: str = "per_stream") 
     def place(tree, sharding):
         return jax.tree.map(lambda _: sharding, tree)
 
+    # Obs leaves held once for all streams (see RunState.obs) have the per-stream rank.
+    obs = run_state.obs
+    obs_sharding = Observation(
+        features=split if jnp.ndim(obs.features) > 2 else replicated,
+        available=split if jnp.ndim(obs.available) > 1 else replicated,
+        scores=split if jnp.ndim(obs.scores) > 1 else replicated,
+    ) if isinstance(obs, Observation) else place(obs, split)
+
     return RunState(
         policy_state=place(run_state.policy_state, replicated if mode == "shared" else split),
         env_state=place(run_state.env_state, split),
-        obs=place(run_state.obs, split),
+        obs=obs_sharding,
         key=replicated,
         step=replicated,
         policy_params=place(run_state.policy_params, replicated),

@@ -1,8 +1,8 @@
 """Contextual bandit with item features and a hidden parameter theta.
 
 Each step shows N items with features x_{t,i} f32[D]: the fixed item features
-(params) plus, optionally, per-step Gaussian noise, each row scaled to unit L2
-norm. Each stream draws its own theta in ``reset``:
+(params), plus, with the STATIC factory option ``perturb_features=True``, per-step
+Gaussian noise of std ``feature_noise`` with each row rescaled to unit L2 norm. Each stream draws its own theta in ``reset``:
 ``theta = theta_mean + theta_std * N(0, I_D)`` (``theta_std = 0`` gives a fixed theta).
 
 * ``link="linear"``:   reward = <x_i, theta> + bias + noise_std * N(0, 1);
@@ -11,7 +11,15 @@ norm. Each stream draws its own theta in ``reset``:
   expected reward sigmoid(<x_i, theta> + bias)  (Li et al. 2017, GLM bandits).
 
 Observation: ``features`` = x_t f32[N, D] (the features the NEXT action is scored
-on; ``state.features`` holds the same array), ``available`` all True, ``scores`` zeros.
+on), ``available`` all True, ``scores`` zeros.
+
+Fixed features (``perturb_features=False``, the default) cost nothing per step:
+they live only in params, the state holds no copy (``state.features`` is None) and
+the observation's ``features``, ``available`` and ``scores`` depend on params only,
+so under ``vmap`` with unbatched params they stay unbatched (the engine keeps them
+as ONE f32[N, D] for all streams). ``feature_noise`` is then ignored (the default
+params set it to 0). With ``perturb_features=True`` every step redraws the noise
+for each stream and ``state.features`` f32[N, D] holds the features shown.
 """
 from __future__ import annotations
 
@@ -29,7 +37,7 @@ LINKS = ("linear", "logistic")
 @struct.dataclass
 class LinearParams:
     item_features: jax.Array  # f32[N, D] fixed item features (rows normalised after perturbation)
-    feature_noise: jax.Array  # f32[] std of the per-step perturbation of the features, >= 0
+    feature_noise: jax.Array  # f32[] std of the per-step feature perturbation, >= 0 (perturb_features=True only)
     theta_mean: jax.Array  # f32[D] mean of the hidden parameter
     theta_std: jax.Array  # f32[] per-stream spread of theta around theta_mean, >= 0
     bias: jax.Array  # f32[] intercept added to <x, theta>
@@ -40,7 +48,9 @@ class LinearParams:
 class LinearState:
     t: jax.Array  # int32[] steps taken so far
     theta: jax.Array  # f32[D] this stream's hidden parameter
-    features: jax.Array  # f32[N, D] features of the current step (what obs showed)
+    # f32[N, D] features of the current step (what obs showed) with perturb_features=True;
+    # None with fixed features (they are params.item_features).
+    features: jax.Array | None = None
 
 
 def validate_params(params: LinearParams, num_items: int | None = None, dim: int | None = None) -> LinearParams:
@@ -77,6 +87,7 @@ def make_linear(
     link: str = "linear",
     seed: int = 0,
     theta_scale: float = 1.0,
+    perturb_features: bool = False,
 ) -> tuple[Simulator, LinearParams]:
     """Build a linear or logistic contextual bandit.
 
@@ -87,6 +98,10 @@ def make_linear(
       seed: seed of the default item features (standard normal rows, normalised).
       theta_scale: default ``theta_std``; theta_mean defaults to zeros, so each
         stream has its own random theta with <x, theta> ~ N(0, theta_scale^2).
+      perturb_features: static. False (default): the item features are the fixed
+        ``params.item_features`` (no per-step cost, no per-stream copy;
+        ``feature_noise`` is ignored). True: each step and stream shows
+        ``normalise(item_features + feature_noise * N(0, I))``.
     Returns:
       (Simulator, default LinearParams) with feature_noise 0, bias 0, noise_std 0.1.
     """
@@ -101,6 +116,7 @@ def make_linear(
         return _normalise(params.item_features + noise * eps)
 
     def observe(features):
+        # available / scores are constants: unbatched under vmap.
         return Observation(
             features=features,
             available=jnp.ones((num_items,), bool),
@@ -111,13 +127,18 @@ def make_linear(
         theta_key, feat_key = jax.random.split(key)
         z = jax.random.normal(theta_key, (dim,), jnp.float32)
         theta = params.theta_mean + jnp.maximum(params.theta_std, 0.0) * z
+        t0 = jnp.zeros((), jnp.int32)
+        if not perturb_features:
+            features = params.item_features.astype(jnp.float32)
+            return observe(features), LinearState(t=t0, theta=theta)
         features = features_at(feat_key, params)
-        return observe(features), LinearState(t=jnp.zeros((), jnp.int32), theta=theta, features=features)
+        return observe(features), LinearState(t=t0, theta=theta, features=features)
 
     def step(key: jax.Array, state: LinearState, action: jax.Array, params: LinearParams):
         reward_key, feat_key = jax.random.split(key)
         action = jnp.reshape(action, ()).astype(jnp.int32)
-        means = expected_rewards(state.features, state.theta, params.bias, link)
+        shown = params.item_features.astype(jnp.float32) if not perturb_features else state.features
+        means = expected_rewards(shown, state.theta, params.bias, link)
         mean = means[action]
         if link == "logistic":
             reward = jax.random.bernoulli(reward_key, mean).astype(jnp.float32)
@@ -133,6 +154,8 @@ def make_linear(
             best_expected_reward=jnp.max(means),
             slot_rewards=reward[None],
         )
+        if not perturb_features:
+            return observe(shown), LinearState(t=state.t + 1, theta=state.theta), out
         features = features_at(feat_key, params)
         new_state = LinearState(t=state.t + 1, theta=state.theta, features=features)
         return observe(features), new_state, out

@@ -46,7 +46,10 @@ class TrainConfig:
 
 
 def _ml100k(model: str, **kw) -> TrainConfig:
-    return TrainConfig(data="ml-100k", model=model, **kw)
+    # 16 windows a step (about 440 next-item targets): measured better than 256 targets
+    # a step (RecBole's batch of 256 prefixes; ``--batch-unit target --batch-size 256``)
+    # at the same learning rate, and it reaches its best epoch sooner.
+    return TrainConfig(data="ml-100k", model=model, batch_unit="window", batch_size=16, **kw)
 
 
 PRESETS = {
