@@ -38,12 +38,14 @@ unchanged and XLA inserts the (shared-mode) reductions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.extend import core as jax_core
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from rec_jax.policies.base import Observation, Policy, PolicySpec
@@ -158,33 +160,7 @@ def make_run(
     shared = config.mode == "shared"
     policy_axis = None if shared else 0
 
-    action_shape = (num_streams,) if config.slate_size == 1 else (num_streams, config.slate_size)
-
-    def obs_axes(env_params: Any):
-        """Per obs leaf: None where both reset and step emit it unbatched (it depends on
-        the env params only), else 0. Decided at trace time from shapes alone."""
-        abstract = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), tree)
-        params = abstract(env_params)
-        keys = jax.ShapeDtypeStruct((num_streams,), jax.random.key(0).dtype)
-        reset_in, step_in = (0, None), (0, 0, 0, None)
-        _, env_state = jax.eval_shape(jax.vmap(sim.reset, in_axes=reset_in), keys, params)
-        reset_args = (keys, params)
-        step_args = (keys, env_state, jax.ShapeDtypeStruct(action_shape, jnp.int32), params)
-        obs_def = jax.tree.structure(jax.eval_shape(jax.vmap(sim.reset, in_axes=reset_in), keys, params)[0])
-
-        def unbatched(fn, in_axes, args, i):
-            leaf = lambda *a: jax.tree.leaves(fn(*a)[0])[i]
-            try:
-                jax.eval_shape(jax.vmap(leaf, in_axes=in_axes, out_axes=None), *args)
-                return True
-            except ValueError:
-                return False
-
-        axes = [
-            None if unbatched(sim.reset, reset_in, reset_args, i) and unbatched(sim.step, step_in, step_args, i) else 0
-            for i in range(obs_def.num_leaves)
-        ]
-        return jax.tree.unflatten(obs_def, axes)
+    action_shape = () if config.slate_size == 1 else (config.slate_size,)
 
     def per_stream(x: jax.Array, axis) -> jax.Array:
         """A leaf with the leading [S] axis (broadcast when held once)."""
@@ -193,10 +169,10 @@ def make_run(
     def init_run(key: jax.Array, policy_params: Any, env_params: Any) -> RunState:
         """RunState at step 0: S simulator resets and the policy's initial state."""
         reset_key, policy_key, run_key = jax.random.split(key, 3)
-        o_axes = obs_axes(env_params)
-        obs, env_state = jax.vmap(sim.reset, in_axes=(0, None), out_axes=(o_axes, 0))(
-            jax.random.split(reset_key, num_streams), env_params
-        )
+        reset_keys = jax.random.split(reset_key, num_streams)
+        reset, out_shape = _traced_once(sim.reset, _one_stream(reset_keys), _abstract(env_params))
+        o_axes = _obs_axes(reset, (0, None), (reset_keys, env_params), out_shape[0])
+        obs, env_state = jax.vmap(reset, in_axes=(0, None), out_axes=(o_axes, 0))(reset_keys, env_params)
         if shared:
             policy_state = policy.init(policy_key, spec)
         else:
@@ -213,7 +189,7 @@ def make_run(
             env_params=_strongly_typed(env_params),
         )
 
-    def step_fn(rs: RunState, _):
+    def step_fn(rs: RunState, _, sim_step=None, o_axes=None):
         step_key = jax.random.fold_in(rs.key, rs.step)
         act_key, env_key, update_key = jax.random.split(step_key, 3)
         act_keys = jax.random.split(act_key, num_streams)
@@ -221,11 +197,10 @@ def make_run(
         update_keys = jax.random.split(update_key, num_streams)
 
         obs_tm1 = rs.obs
-        o_axes = obs_axes(rs.env_params)
         action, info = jax.vmap(policy.act, in_axes=(0, policy_axis, o_axes, None))(
             act_keys, rs.policy_state, obs_tm1, rs.policy_params
         )
-        obs_t, env_state, out = jax.vmap(sim.step, in_axes=(0, 0, 0, None), out_axes=(o_axes, 0, 0))(
+        obs_t, env_state, out = jax.vmap(sim_step, in_axes=(0, 0, 0, None), out_axes=(o_axes, 0, 0))(
             env_keys, rs.env_state, action, rs.env_params
         )
         # Single actions learn from the scalar reward, slates from the per-slot rewards.
@@ -260,7 +235,26 @@ def make_run(
 
     def run_chunk(run_state: RunState, num_steps: int) -> tuple[RunState, dict]:
         """Advance ``num_steps`` (static) steps; metrics stacked as [T, S, ...]."""
-        return jax.lax.scan(step_fn, run_state, None, length=num_steps)
+        # Trace sim.step once for one stream; obs leaves it emits from the env params
+        # alone stay unbatched (held once), if the carried obs holds them once too.
+        keys = jax.ShapeDtypeStruct((), jax.random.key(0).dtype)
+        env_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), run_state.env_state)
+        action = jax.ShapeDtypeStruct(action_shape, jnp.int32)
+        sim_step, out_shape = _traced_once(sim.step, keys, env_state, action, _abstract(run_state.env_params))
+        batched_args = (
+            jax.ShapeDtypeStruct((num_streams,), keys.dtype),
+            run_state.env_state,
+            jax.ShapeDtypeStruct((num_streams,) + action_shape, jnp.int32),
+            run_state.env_params,
+        )
+        step_axes = _obs_axes(sim_step, (0, 0, 0, None), batched_args, out_shape[0])
+        carry_axes = jax.tree.map(lambda x, one: 0 if jnp.ndim(x) > len(one.shape) else None, run_state.obs, out_shape[0])
+        o_axes = jax.tree.map(lambda a, b: None if a is None and b is None else 0, carry_axes, step_axes,
+                              is_leaf=lambda x: x is None)
+        obs = jax.tree.map(lambda x, c, a: per_stream(x, c) if a == 0 else x, run_state.obs, carry_axes, o_axes,
+                           is_leaf=lambda x: x is None)
+        body = functools.partial(step_fn, sim_step=sim_step, o_axes=o_axes)
+        return jax.lax.scan(body, run_state.replace(obs=obs), None, length=num_steps)
 
     def run(key: jax.Array, policy_params: Any, env_params: Any, num_steps: int) -> tuple[RunState, dict]:
         """``init_run`` then ``run_chunk`` over ``num_steps`` (static) steps."""
@@ -272,6 +266,49 @@ def make_run(
         _call_validator(validate_env_params, env_params, "env params")
 
     return Run(init_run=init_run, run_chunk=run_chunk, run=run, validate=validate, config=config, spec=spec)
+
+
+def _abstract(tree: Any) -> Any:
+    def one(x):
+        if hasattr(x, "shape") and hasattr(x, "dtype"):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype)
+        return jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
+
+    return jax.tree.map(one, tree)
+
+
+def _one_stream(x: jax.Array) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
+
+
+def _traced_once(fn: Callable, *abstract_args: Any) -> tuple[Callable, Any]:
+    """Trace ``fn`` once at the given (one-stream) shapes; return a function that
+    replays the traced program (so probing and vmapping it do not retrace ``fn``)
+    and the output shapes."""
+    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*abstract_args)
+    flat_fn = jax_core.jaxpr_as_fun(closed)
+    out_tree = jax.tree.structure(out_shape)
+
+    def replay(*args):
+        return jax.tree.unflatten(out_tree, flat_fn(*jax.tree.leaves(args)))
+
+    return replay, out_shape
+
+
+def _obs_axes(fn: Callable, in_axes: tuple, args: tuple, obs_shape: Any) -> Any:
+    """Per leaf of the obs ``fn`` returns first under ``vmap(fn, in_axes)(*args)``:
+    None when it is unbatched (depends on unbatched inputs only), else 0."""
+    args = _abstract(args)
+
+    def unbatched(i: int) -> bool:
+        try:
+            jax.eval_shape(jax.vmap(lambda *a: jax.tree.leaves(fn(*a)[0])[i], in_axes=in_axes, out_axes=None), *args)
+            return True
+        except ValueError:
+            return False
+
+    treedef = jax.tree.structure(obs_shape)
+    return jax.tree.unflatten(treedef, [None if unbatched(i) else 0 for i in range(treedef.num_leaves)])
 
 
 def _strongly_typed(tree: Any) -> Any:

@@ -8,9 +8,14 @@ regulariser in params differs from the one the inverse was built with. A new
 ``reg`` (or the first one, init assumes reg = 1) therefore takes effect at the
 next update; act uses the inverse as stored.
 
-Note: under ``vmap`` with per-stream states the refactor ``lax.cond`` becomes a
-select, so the Cholesky (O(D^3)) runs every update; for D in the tens that is
-cheap next to the rest of a step.
+Under ``vmap`` (the engine's per-stream mode) the refactor predicate is batched,
+which would turn a plain ``lax.cond`` into a select running the Cholesky for every
+stream at every update. :func:`refactor_if_due` has its own batching rule
+(``jax.custom_batching.custom_vmap``): it branches on "any stream due" (unbatched),
+so the Cholesky runs only on updates where some stream is due and there replaces
+``a_inv`` of exactly the due streams. Streams stepped in lockstep (the engine)
+therefore refactor together, once every ``refactor_every`` updates, with the same
+result per stream as unbatched use.
 """
 from __future__ import annotations
 
@@ -76,8 +81,58 @@ def ridge_update(state: RidgeState, xs: jax.Array, rewards: jax.Array, reg, refa
     every = jnp.maximum(jnp.asarray(refactor_every, jnp.int32), 1)
     num_updates = state.num_updates + xs.shape[0]
     due = (num_updates // every != state.num_updates // every) | (reg != state.reg)
-    a_inv = jax.lax.cond(due, lambda: ridge_inverse(gram, reg), lambda: a_inv)
+    a_inv = refactor_if_due(due, gram, reg, a_inv)
     return RidgeState(gram=gram, b=b, a_inv=a_inv, reg=reg, num_updates=num_updates)
+
+
+@jax.custom_batching.custom_vmap
+def refactor_if_due(due: jax.Array, gram: jax.Array, reg: jax.Array, a_inv: jax.Array) -> jax.Array:
+    """``ridge_inverse(gram, reg)`` if ``due`` else ``a_inv`` (a real branch, also under vmap)."""
+    return jax.lax.cond(due, lambda: ridge_inverse(gram, reg), lambda: a_inv)
+
+
+@refactor_if_due.def_vmap
+def _refactor_if_due_vmap(axis_size, in_batched, due, gram, reg, a_inv):
+    due_b, gram_b, reg_b, a_inv_b = in_batched
+
+    def full(x, batched):
+        return x if batched else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
+
+    gram, reg, a_inv = full(gram, gram_b), full(reg, reg_b), full(a_inv, a_inv_b)
+    # Branch on an unbatched predicate: the batched Cholesky runs only when a stream is due.
+    any_due = jnp.any(due) if due_b else due
+
+    def refactor():
+        fresh = jax.vmap(ridge_inverse)(gram, reg)
+        return jnp.where(due[:, None, None], fresh, a_inv) if due_b else fresh
+
+    return jax.lax.cond(any_due, refactor, lambda: a_inv), True
+
+
+def _quad_forms(features: jax.Array, a: jax.Array) -> jax.Array:
+    return jnp.sum((features @ a) * features, axis=-1)
+
+
+@jax.custom_batching.custom_vmap
+def quadratic_forms(features: jax.Array, a: jax.Array) -> jax.Array:
+    """f32[N] x_n^T A x_n for features f32[N, D] and a symmetric A f32[D, D].
+
+    Under ``vmap`` with the features shared by the batch (unbatched, e.g. fixed item
+    features) and a batched A, all B x N forms are ONE GEMM over the upper triangle:
+    f32[B, D(D+1)/2] x f32[D(D+1)/2, N], with no [B, N, D] intermediate.
+    """
+    return _quad_forms(features, a)
+
+
+@quadratic_forms.def_vmap
+def _quadratic_forms_vmap(axis_size, in_batched, features, a):
+    f_b, a_b = in_batched
+    if f_b or not a_b:
+        full = lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + x.shape)
+        return jax.vmap(_quad_forms)(full(features, f_b), full(a, a_b)), True
+    n, d = features.shape
+    pairs = (features[:, :, None] * features[:, None, :]).reshape(n, d * d)  # [N, D*D], once for the batch
+    return a.reshape(axis_size, d * d) @ pairs.T, True
 
 
 def ridge_merge(state: RidgeState, new_states: RidgeState) -> RidgeState:

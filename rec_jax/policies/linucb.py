@@ -42,7 +42,7 @@ def validate_params(params: LinUCBParams, spec: PolicySpec | None = None) -> Non
 def ucb_scores(a_inv, b, features, alpha):
     """f32[N] x^T A^-1 b + alpha sqrt(x^T A^-1 x) for features f32[N, D]."""
     mean = features @ (a_inv @ b)
-    var = jnp.maximum(jnp.sum((features @ a_inv) * features, axis=-1), 0.0)
+    var = jnp.maximum(_ridge.quadratic_forms(features, a_inv), 0.0)
     return mean + jnp.maximum(jnp.asarray(alpha, jnp.float32), 0.0) * jnp.sqrt(var)
 
 

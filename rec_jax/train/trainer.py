@@ -75,7 +75,7 @@ def make_train_epoch(model, config: TrainConfig, num_windows: int, batch_size: i
 
     def train_step(carry, batch):
         state, step_key = carry
-        idx, valid, windows, target_mask = batch
+        windows, target_mask = batch
         key = jax.random.fold_in(step_key, state.step)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, key, windows, target_mask)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -89,7 +89,7 @@ def make_train_epoch(model, config: TrainConfig, num_windows: int, batch_size: i
 
         def body(carry, xs):
             idx, ok = xs
-            batch = (idx, ok, windows[idx], target_mask[idx] & ok[:, None])
+            batch = (windows[idx], target_mask[idx] & ok[:, None])
             return train_step(carry, batch)
 
         (state, _), losses = jax.lax.scan(body, (state, step_key), (order, valid))
