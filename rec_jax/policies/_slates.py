@@ -40,6 +40,8 @@ _LOWEST = -3.0e38
 def effective_available(available: jax.Array, slate_size: int) -> jax.Array:
     """bool[N]: ``available``, topped up with the lowest-index unavailable items up to K."""
     available = jnp.asarray(available, bool)
+    if slate_size == 1:  # O(N), no cumsum: item 0 when nothing is available
+        return available | (~jnp.any(available) & (jnp.arange(available.shape[-1]) == 0))
     need = jnp.maximum(slate_size - jnp.sum(available), 0)
     unavailable_rank = jnp.cumsum(~available)  # 1-based rank among unavailable items
     return available | (~available & (unavailable_rank <= need))
@@ -91,6 +93,8 @@ def epsilon_ranked_slate(key, values, available, epsilon, slate_size):
     mask = effective_available(available, k_slots)
     eps = jnp.clip(jnp.asarray(epsilon, jnp.float32), 0.0, 1.0)
     v = jnp.where(jnp.isnan(values), _LOWEST, jnp.maximum(values.astype(jnp.float32), _LOWEST))
+    if k_slots == 1:
+        return _epsilon_argmax(key, v, mask, eps)
     # One draw per act (few PRNG calls keep compile times down): per slot a coin,
     # uniforms for the exploring pick and uniforms for tie-breaking.
     u = jax.random.uniform(key, (k_slots, 2 * n + 1))
@@ -108,6 +112,44 @@ def epsilon_ranked_slate(key, values, available, epsilon, slate_size):
     _, (picks, props) = jax.lax.scan(slot, mask, u)
     marginal = epsilon_ranked_marginals(v, mask, eps, k_slots)
     return _finish(picks, props, marginal, 0, k_slots)
+
+
+def _epsilon_argmax(key, v, mask, eps):
+    """K = 1 fast path of :func:`epsilon_ranked_slate` (same distribution, O(N), no sort):
+    three uniforms per act -- the exploration coin, then the index of the pick among
+    the pool (all items left when exploring, else the exact ties for the best)."""
+    v_left = jnp.where(mask, v, -jnp.inf)
+    best = mask & (v_left == jnp.max(v_left))
+    num_best = jnp.sum(best, dtype=jnp.int32)
+    num_left = jnp.sum(mask, dtype=jnp.int32)
+    u = jax.random.uniform(key, (3,))
+    explore = u[0] < eps
+    pool = jnp.where(explore, mask, best)
+    count = jnp.where(explore, num_left, num_best)
+    j = jnp.minimum((u[1] * count.astype(jnp.float32)).astype(jnp.int32), count - 1)  # uniform in [0, count)
+    pick = _nth_true(pool, j)
+    probs = (1.0 - eps) * best / num_best.astype(jnp.float32) + eps * mask / num_left.astype(jnp.float32)
+    return _finish(pick[None], probs[pick][None], probs[None], 0, 1)
+
+
+def _nth_true_scan(mask, j):
+    return jnp.argmax(jax.lax.associative_scan(jnp.add, mask.astype(jnp.int32), axis=-1) > j[..., None], axis=-1)
+
+
+@jax.custom_batching.custom_vmap
+def _nth_true(mask, j):
+    """Index of the (j+1)-th True of ``mask`` bool[N] (j < #True). j = 0 (no ties, no
+    exploration: the common case) is a plain argmax; under vmap the prefix count runs
+    only when some stream of the batch needs it (branch on an unbatched predicate)."""
+    return jax.lax.cond(j == 0, lambda: jnp.argmax(mask), lambda: _nth_true_scan(mask, j))
+
+
+@_nth_true.def_vmap
+def _nth_true_vmap(axis_size, in_batched, mask, j):
+    full = lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
+    mask, j = full(mask, in_batched[0]), full(j, in_batched[1])
+    first = lambda: jnp.argmax(mask, axis=-1)
+    return jax.lax.cond(jnp.any(j > 0), lambda: _nth_true_scan(mask, j), first), True
 
 
 def epsilon_ranked_marginals(values, mask, epsilon, slate_size):
