@@ -39,7 +39,7 @@ class TrainConfig:
     patience: int = 10  # early stopping: epochs without a valid NDCG@10 improvement
     # --- evaluation ---
     mask_history: bool = True  # exclude already-seen items from the ranking (False = RecBole's convention)
-    eval_batch_size: int = 1024  # users per full-ranking evaluation batch
+    eval_batch_size: int = 256  # users per full-ranking evaluation batch (smaller batches stay in cache on CPU)
     # --- run ---
     seed: int = 0  # the root PRNG seed
     checkpoint_every: int = 1  # epochs between Orbax checkpoints (0 = never)
