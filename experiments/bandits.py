@@ -33,6 +33,8 @@ from typing import Literal
 
 import numpy as np
 
+from rec_jax.eval.confidence import t_ci95
+
 ALL_POLICIES = (
     "random", "greedy", "epsilon_greedy", "softmax", "ucb1", "thompson", "gaussian_ts",
     "linucb", "linucb_disjoint", "lints", "squarecb", "logistic_epsilon_greedy",
@@ -111,17 +113,6 @@ def make_env(name: str, cfg: Config):
     return sim.make_env(name, slate_size=1)
 
 
-def t_ci95(x: np.ndarray, axis: int = 0) -> np.ndarray:
-    """95% half-width of the mean over ``axis`` with Student's t (n - 1 dof)."""
-    n = x.shape[axis]
-    if n < 2:
-        return np.full(np.delete(x.shape, axis), np.nan)
-    # t_{0.975, dof} for dof = 1..30; 1.96 beyond.
-    table = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-             2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-             2.052, 2.048, 2.045, 2.042]
-    t = table[n - 2] if n - 1 <= len(table) else 1.96
-    return t * np.std(x, axis=axis, ddof=1) / np.sqrt(n)
 
 
 def run_one(env_name: str, policy_name: str, settings: dict, cfg: Config, sims: dict) -> dict[str, np.ndarray]:

@@ -33,17 +33,10 @@ QUICK_EPOCHS = 8
 
 def t_ci95(values) -> float:
     """95% half-width of the mean over seeds (Student t); 0 for a single value."""
-    values = np.asarray(values, np.float64)
-    if values.size < 2:
-        return 0.0
-    from math import sqrt
+    from rec_jax.eval.confidence import t_ci95 as half_width
 
-    # two-sided 97.5% quantiles of Student's t for small df (df >= 30 ~ normal)
-    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-             10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
-    df = values.size - 1
-    quantile = table.get(df) or table[max(k for k in table if k <= df)]
-    return float(quantile * values.std(ddof=1) / sqrt(values.size))
+    values = np.asarray(values, np.float64)
+    return float(half_width(values)) if values.size > 1 else 0.0
 
 
 def sequential_config(model: str, args, seed: int):

@@ -125,3 +125,12 @@ def test_windows_per_batch_counts_targets_or_windows():
     assert windows_per_batch(dataclasses.replace(config, batch_unit="window"), 100, 500) == 100
     with pytest.raises(ValueError, match="batch_unit"):
         windows_per_batch(dataclasses.replace(config, batch_unit="rows"), 10, 10)
+
+
+def test_t_ci95_matches_student_t_formula():
+    from rec_jax.eval.confidence import t_ci95
+
+    x = np.array([[1.0, 2.0], [3.0, 5.0], [2.0, 2.0]])  # 3 runs: t_{0.975, 2} = 4.303
+    expected = 4.303 * x.std(axis=0, ddof=1) / np.sqrt(3)
+    np.testing.assert_allclose(t_ci95(x), expected)
+    assert np.isnan(t_ci95(np.array([1.0])))
