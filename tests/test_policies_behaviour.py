@@ -17,7 +17,9 @@ from test_policies_utils import (
     COUNT_NAMES,
     MC_NAMES,
     N,
+    NEURAL_LINEAR_NAMES,
     NUM_KEYS,
+    SCORE_NAMES,
     RIDGE_NAMES,
     SEQUENTIAL_NAMES,
     UNAVAILABLE,
@@ -27,6 +29,7 @@ from test_policies_utils import (
     np_slot_contexts,
     rel_frobenius,
     tie_uniform_onehot,
+    update_key,
 )
 
 
@@ -78,8 +81,42 @@ def test_update_matches_numpy(name, k):
         np.testing.assert_allclose(st.w, w, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(st.bias, bias, rtol=1e-4, atol=1e-5)
         assert int(st.t) == num_steps
+    elif name in SCORE_NAMES:
+        assert int(st) == num_steps  # learns nothing but the step count
+    elif name in NEURAL_LINEAR_NAMES:
+        # Bayesian linear regression with prior N(c 1, I): residuals against c 1 . x.
+        gram, bvec, a_inv = np_ridge(x, r - params.prior_mean * x.sum(1))
+        np.testing.assert_allclose(st.gram, gram, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(st.b, bvec, rtol=1e-5, atol=1e-4)
+        assert rel_frobenius(st.a_inv, a_inv) < 1e-4
+    elif name == "bootstrapped_heads":
+        for m, (gram, bvec, a_inv) in enumerate(_np_heads(b)):
+            np.testing.assert_allclose(st.ridge.gram[m], gram, rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(st.ridge.b[m], bvec, rtol=1e-5, atol=1e-4)
+            assert rel_frobenius(st.ridge.a_inv[m], a_inv) < 1e-4
     else:
         raise AssertionError(f"no NumPy reference for {name}")
+
+
+def _np_heads(b):
+    """Per head m: weighted ridge (gram, b, A^-1) with the Poisson(1) bootstrap weights
+    redrawn from the keys ``replay`` used, residuals against head m's prior mean."""
+    params, st = b["params"], b["state"]
+    x, r, _ = np_slot_contexts(b["features"], b["actions"], b["rewards"])
+    z = np.asarray(st.z, np.float64)
+    m, k = z.shape[0], b["spec"].slate_size
+    num_steps = b["actions"].shape[0]
+    w = np.concatenate(
+        [np.asarray(jax.random.poisson(update_key(t), 1.0, (m, k)), np.float64) for t in range(num_steps)], axis=1
+    )  # [M, T*K], slot order as np_slot_contexts
+    heads = []
+    for j in range(m):
+        prior = params.prior_mean + params.prior_scale * z[j]
+        res = r - x @ prior
+        gram = (x * w[j][:, None]).T @ x
+        bvec = (x * w[j][:, None]).T @ res
+        heads.append((gram, bvec, np.linalg.inv(gram + np.eye(x.shape[1]))))
+    return heads
 
 
 # ----------------------------------------------------------------------------- K = 1 distribution vs NumPy
@@ -129,6 +166,25 @@ def _np_expected_distribution(name, b, rng):
     if name == "logistic_epsilon_greedy":
         w, bias = _np_logistic(x, r, params.learning_rate, params.l2)
         return params.epsilon * uniform + (1 - params.epsilon) * tie_uniform_onehot(feats @ w + bias, avail)
+    scores = np.asarray(b["obs"].scores, np.float64)
+    if name == "score_epsilon_greedy":
+        return params.epsilon * uniform + (1 - params.epsilon) * tie_uniform_onehot(scores, avail)
+    if name == "score_softmax":
+        z = np.where(avail, scores / params.temperature, -np.inf)
+        e = np.exp(z - z.max())
+        return e / e.sum()
+    if name == "neural_linear_ucb":
+        _, bvec, a_inv = np_ridge(x, r - params.prior_mean * x.sum(1))
+        mu = params.prior_mean + a_inv @ bvec
+        s = feats @ mu + params.alpha * np.sqrt(np.einsum("ni,ij,nj->n", feats, a_inv, feats))
+        return tie_uniform_onehot(s, avail)
+    if name == "bootstrapped_heads":
+        z = np.asarray(b["state"].z, np.float64)
+        dist = np.zeros(N)
+        for j, (_, bvec, a_inv) in enumerate(_np_heads(b)):
+            mu = params.prior_mean + params.prior_scale * z[j] + a_inv @ bvec
+            dist += tie_uniform_onehot(feats @ mu, avail) / len(z)
+        return dist
     # Thompson-type: NumPy Monte Carlo from the posterior NumPy computes.
     draws = 200_000
     if name == "thompson":
@@ -140,6 +196,10 @@ def _np_expected_distribution(name, b, rng):
     elif name == "lints":
         _, bvec, a_inv = np_ridge(x, r)
         theta = rng.multivariate_normal(a_inv @ bvec, params.scale**2 * a_inv, size=draws)
+        samples = theta @ feats.T
+    elif name == "neural_linear_ts":
+        _, bvec, a_inv = np_ridge(x, r - params.prior_mean * x.sum(1))
+        theta = rng.multivariate_normal(params.prior_mean + a_inv @ bvec, params.scale**2 * a_inv, size=draws)
         samples = theta @ feats.T
     else:
         raise AssertionError(f"no NumPy reference for {name}")
@@ -184,7 +244,7 @@ def test_propensities_match_frequencies(name, k):
     # Slot 0's conditional propensity is its marginal at the chosen item.
     np.testing.assert_allclose(prop[:, 0], marg[np.arange(NUM_KEYS), 0, action[:, 0]], rtol=1e-5, atol=1e-6)
     assert np.all((prop > 0) & (prop <= 1 + 1e-6))
-    exact = name not in MC_NAMES and not (k > 1 and name in ("softmax", "squarecb"))
+    exact = name not in MC_NAMES and not (k > 1 and name in SEQUENTIAL_NAMES)
     assert np.all(b["num_mc_samples"] == (0 if exact else b["params"].num_mc_samples))
     if exact:  # deterministic given the state: every key reports the same marginals
         np.testing.assert_allclose(marg, np.broadcast_to(marg[0], marg.shape), atol=1e-6)

@@ -19,6 +19,7 @@ SPEC = PolicySpec(num_items=6, feature_dim=4, slate_size=2)
 EXPECTED_NAMES = {
     "random", "greedy", "epsilon_greedy", "softmax", "ucb1", "thompson", "gaussian_ts",
     "linucb", "linucb_disjoint", "lints", "squarecb", "logistic_epsilon_greedy",
+    "score_epsilon_greedy", "score_softmax", "neural_linear_ts", "neural_linear_ucb", "bootstrapped_heads",
 }  # fmt: skip
 
 # name -> list of (field, bad value)
@@ -35,6 +36,11 @@ BAD = {
     "lints": [("scale", -1.0), ("reg", 0.0), ("num_mc_samples", -3)],
     "squarecb": [("gamma", -1.0), ("reg", 0.0), ("refactor_every", -1)],
     "logistic_epsilon_greedy": [("epsilon", -0.1), ("learning_rate", -0.1), ("l2", -1.0), ("decay", -2.0)],
+    "score_epsilon_greedy": [("epsilon", 1.5), ("decay", -1.0)],
+    "score_softmax": [("temperature", 0.0), ("num_mc_samples", 0)],
+    "neural_linear_ts": [("prior_mean", -1.0), ("scale", -1.0), ("reg", 0.0), ("num_mc_samples", 0)],
+    "neural_linear_ucb": [("alpha", -1.0), ("refactor_every", 0)],
+    "bootstrapped_heads": [("prior_scale", -1.0), ("reg", -1.0)],
 }
 
 

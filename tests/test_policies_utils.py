@@ -15,9 +15,13 @@ UNAVAILABLE = 2  # the item masked out in the observation the tests act on
 ITEM_MEANS = np.linspace(0.1, 0.9, N).astype(np.float32)
 ALL_NAMES = POLICY_NAMES
 RIDGE_NAMES = ("linucb", "lints", "squarecb")
-COUNT_NAMES = tuple(n for n in POLICY_NAMES if n not in CONTEXTUAL_POLICY_NAMES)
-MC_NAMES = ("thompson", "gaussian_ts", "lints")  # Monte Carlo propensities
-SEQUENTIAL_NAMES = ("softmax", "squarecb")  # MC marginals for slots >= 1
+SCORE_NAMES = ("score_epsilon_greedy", "score_softmax")  # act on obs.scores, learn nothing
+NEURAL_LINEAR_NAMES = ("neural_linear_ts", "neural_linear_ucb")
+COUNT_NAMES = tuple(n for n in POLICY_NAMES if n not in CONTEXTUAL_POLICY_NAMES + SCORE_NAMES)
+MC_NAMES = ("thompson", "gaussian_ts", "lints", "neural_linear_ts")  # Monte Carlo propensities
+# The fixed observation's prior scores (item 2 is unavailable; items 0 and 3 tie).
+FIXED_SCORES = np.array([0.3, 0.1, 0.9, 0.3, -0.2, 0.2], np.float32)
+SEQUENTIAL_NAMES = ("softmax", "squarecb", "score_softmax")  # MC marginals for slots >= 1
 
 
 def spec_for(slate_size: int, num_items: int = N, feature_dim: int = D) -> PolicySpec:
@@ -55,11 +59,17 @@ def replay(policy, params, spec, state, features, actions, rewards):
     n = spec.num_items
 
     def step(state, inputs):
-        x, a, r = inputs
+        t, x, a, r = inputs
         obs = Observation(features=x, available=jnp.ones((n,), bool), scores=jnp.zeros((n,)))
-        return policy.update(None, state, obs, a, r, params), None
+        return policy.update(update_key(t), state, obs, a, r, params), None
 
-    return jax.lax.scan(step, state, (features, actions, rewards))[0]
+    steps = jnp.arange(features.shape[0])
+    return jax.lax.scan(step, state, (steps, features, actions, rewards))[0]
+
+
+def update_key(t):
+    """The key ``replay`` passes to ``update`` at step t (rebuilt by NumPy references)."""
+    return jax.random.fold_in(jax.random.key(7), t)
 
 
 def fixed_obs(seed=123, num_items=N, feature_dim=D, unavailable=UNAVAILABLE) -> Observation:
@@ -68,7 +78,7 @@ def fixed_obs(seed=123, num_items=N, feature_dim=D, unavailable=UNAVAILABLE) -> 
     if unavailable is not None:
         available[unavailable] = False
     return Observation(
-        features=jnp.asarray(features), available=jnp.asarray(available), scores=jnp.zeros((num_items,))
+        features=jnp.asarray(features), available=jnp.asarray(available), scores=jnp.asarray(FIXED_SCORES[:num_items])
     )
 
 
@@ -93,7 +103,7 @@ def behaviour(name: str) -> dict:
     for k in (1, 3):
         spec = spec_for(k)
         policy, params = make_policy(name, spec)
-        if name in MC_NAMES + SEQUENTIAL_NAMES:  # fewer MC draws: sampling is slow on CPU
+        if name in MC_NAMES + SEQUENTIAL_NAMES and hasattr(params, "num_mc_samples"):  # fewer MC draws: sampling is slow on CPU
             params = params.replace(num_mc_samples=MC_SAMPLES)
         setups[k] = (policy, params, spec, numpy_history(k, NUM_HISTORY, k))
     obs = fixed_obs()

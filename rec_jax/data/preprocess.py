@@ -83,6 +83,13 @@ class SequenceData:
         """i32[len_u]: user u's items, oldest first."""
         return self.items[self.offsets[u]:self.offsets[u + 1]]
 
+    def last_items(self, max_len: int) -> np.ndarray:
+        """i32[U, max_len]: each user's last ``max_len`` items, oldest -> newest, left-padded with 0."""
+        starts, ends = self.offsets[:-1], self.offsets[1:]
+        pos = ends[:, None] - max_len + np.arange(max_len)[None, :]
+        real = pos >= starts[:, None]
+        return np.where(real, self.items[np.where(real, pos, 0)], 0).astype(np.int32)
+
 
 def build_sequences(inter: Interactions) -> SequenceData:
     """Group a log into per-user chronological sequences.

@@ -52,7 +52,7 @@ from rec_jax.policies.base import Observation, Policy, PolicySpec
 from rec_jax.sim.base import Simulator
 
 MODES = ("per_stream", "shared")
-LOG_CONTEXTS = ("features", "none")
+LOG_CONTEXTS = ("features", "history", "none")
 STREAMS_AXIS = "streams"
 
 
@@ -64,7 +64,8 @@ class EngineConfig:
     slate_size: int = 1  # K items shown per step; 1 = a single action per step
     mode: str = "per_stream"  # "per_stream": own policy state per stream; "shared": one state for all
     log_tuples: bool = False  # also return the logged (context, action, propensity, reward) tuples
-    log_context: str = "features"  # with log_tuples: "features" logs obs.features/available; "none" skips them
+    log_marginal: bool = True  # with log_tuples: also log the per-slot marginals f32[K', N] (large for big catalogues)
+    log_context: str = "features"  # with log_tuples: "features" logs obs.features/available; "history" logs obs.history; "none" skips them
 
     def validate(self, num_items: int) -> None:
         """Raise ``ValueError`` naming the field when the config cannot run."""
@@ -146,7 +147,8 @@ def make_run(
       propensity, marginal f32[T, S, K', N] (K' = 1 for single actions),
       reward, slot_rewards f32[T, S, K], num_mc_samples i32[T, S], and with
       ``log_context="features"`` the context features f32[T, S, N, D] and
-      available bool[T, S, N] seen when acting.
+      available bool[T, S, N] seen when acting (``"history"``: the history
+      int32[T, S, L] seen when acting); ``log_marginal=False`` drops ``marginal``.
     """
     config.validate(sim.num_items)
     if spec is None:
@@ -221,11 +223,14 @@ def make_run(
             log = {
                 "action": action,
                 "propensity": info.propensity,
-                "marginal": info.marginal,
                 "num_mc_samples": info.num_mc_samples,
                 "reward": out.reward,
                 "slot_rewards": out.slot_rewards,
             }
+            if config.log_marginal:
+                log["marginal"] = info.marginal
+            if config.log_context == "history":
+                log["history"] = obs_tm1.history
             if config.log_context == "features":
                 log["features"] = per_stream(obs_tm1.features, o_axes.features)
                 log["available"] = per_stream(obs_tm1.available, o_axes.available)
@@ -360,6 +365,7 @@ def stream_shardings(run_state: RunState, mesh: Mesh, mode: str = "per_stream") 
         features=split if jnp.ndim(obs.features) > 2 else replicated,
         available=split if jnp.ndim(obs.available) > 1 else replicated,
         scores=split if jnp.ndim(obs.scores) > 1 else replicated,
+        history=None if obs.history is None else split,
     ) if isinstance(obs, Observation) else place(obs, split)
 
     return RunState(

@@ -32,6 +32,13 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
         "make_logistic_epsilon_greedy",
         "LogisticEpsilonGreedyParams",
     ),
+    # Policies over a model's view of the items (obs.scores / obs.features), e.g. a
+    # Transformer's via rec_jax.policies.model_backed.
+    "score_epsilon_greedy": ("score_epsilon_greedy", "make_score_epsilon_greedy", "ScoreEpsilonGreedyParams"),
+    "score_softmax": ("score_softmax", "make_score_softmax", "ScoreSoftmaxParams"),
+    "neural_linear_ts": ("neural_linear", "make_neural_linear_ts", "NeuralLinearParams"),
+    "neural_linear_ucb": ("neural_linear", "make_neural_linear_ucb", "NeuralLinearParams"),
+    "bootstrapped_heads": ("bootstrapped_heads", "make_bootstrapped_heads", "BootstrappedHeadsParams"),
 }
 
 POLICY_NAMES: tuple[str, ...] = tuple(_REGISTRY)
@@ -43,6 +50,9 @@ CONTEXTUAL_POLICY_NAMES: tuple[str, ...] = (
     "lints",
     "squarecb",
     "logistic_epsilon_greedy",
+    "neural_linear_ts",
+    "neural_linear_ucb",
+    "bootstrapped_heads",
 )
 
 

@@ -44,11 +44,15 @@ class Observation:
     features:  f32[N, D] per-item context vectors x_{t,a} (D may be 0).
     available: bool[N]   items that may be recommended now (cold start, masking).
     scores:    f32[N]    optional prior scores from a model (zeros if none).
+    history:   int32[L]  optional: the user's consumed item ids (1..N, 0 = padding),
+               oldest -> newest, left-padded; what a sequential model encodes.
+               None for simulators that keep no history (or do not expose it).
     """
 
     features: jax.Array
     available: jax.Array
     scores: jax.Array
+    history: jax.Array | None = None
 
 
 @struct.dataclass

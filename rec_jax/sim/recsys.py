@@ -309,6 +309,8 @@ def make_recsys_env(
     num_shifts: int = 1,
     target_ctr: float = 0.03,
     target_best_ctr: float = 0.30,
+    initial_history: np.ndarray | None = None,
+    observe_history: bool = False,
 ) -> tuple[Simulator, RecsysParams]:
     """Build the recommender environment on a ground truth.
 
@@ -320,6 +322,10 @@ def make_recsys_env(
       shift_mode: what an abrupt drift does: "resample" (u <- a random user's vector) or "negate" (u <- -u).
       num_shifts: M, length of ``params.shift_steps`` (all -1 = no abrupt drift by default).
       target_ctr, target_best_ctr: targets of :func:`calibrate` for the default offset/scale.
+      initial_history: optional int32[U, L] item ids (1..N, 0 = padding, left-padded, oldest ->
+        newest): the history each user starts with (e.g. the last L items of their real log),
+        so a sequential model has something to encode from step 0. Default: empty.
+      observe_history: put the in-order history int32[L] into ``Observation.history``.
     Returns:
       (Simulator, default RecsysParams): calibrated, PBM examination 1/log2(k+2), no
       drift, all items released at 0, no fatigue (decay 0.9), click reward only
@@ -336,27 +342,43 @@ def make_recsys_env(
     if history_len < 1 or num_shifts < 1:
         raise ValueError(f"make_recsys_env: history_len and num_shifts must be >= 1, got {history_len}, {num_shifts}")
     K, L = slate_size, history_len
+    if initial_history is not None:
+        initial_history = np.asarray(initial_history)
+        if initial_history.shape != (num_users, L) or not np.issubdtype(initial_history.dtype, np.integer):
+            raise ValueError(f"make_recsys_env: initial_history must be int [U={num_users}, L={L}], "
+                             f"got {initial_history.dtype} {initial_history.shape}")
+        if initial_history.min() < 0 or initial_history.max() > num_items:
+            raise ValueError(f"make_recsys_env: initial_history ids must be in 0..N={num_items} (0 = padding)")
+        initial_history = jnp.asarray(initial_history, jnp.int32)
 
-    def observe(t, params):
+    def observe(state, params):
         return Observation(
             features=params.item_factors,
-            available=available_items(t, params),
+            available=available_items(state.t, params),
             scores=jnp.zeros((num_items,), jnp.float32),
+            history=history_in_order(state) if observe_history else None,
         )
 
     def reset(key: jax.Array, params: RecsysParams):
         drawn = jax.random.randint(key, (), 0, num_users)
         user_index = jnp.where(params.user_id >= 0, jnp.minimum(params.user_id, num_users - 1), drawn).astype(jnp.int32)
+        if initial_history is None:
+            history, num_consumed = jnp.zeros((L,), jnp.int32), jnp.zeros((), jnp.int32)
+        else:
+            # A left-padded row read as a FULL ring buffer (num_consumed = L, write slot 0
+            # next) unrolls to itself in order; its pads behave as the oldest items.
+            history = initial_history[user_index]
+            num_consumed = jnp.where(jnp.any(history > 0), L, 0).astype(jnp.int32)
         state = RecsysState(
             t=jnp.zeros((), jnp.int32),
             user_index=user_index,
             user=params.user_factors[user_index],
-            history=jnp.zeros((L,), jnp.int32),
-            num_consumed=jnp.zeros((), jnp.int32),
+            history=history,
+            num_consumed=num_consumed,
             exposure_counts=jnp.zeros((num_items,), jnp.int32),
             recent_exposures=jnp.zeros((num_items,), jnp.float32),
         )
-        return observe(state.t, params), state
+        return observe(state, params), state
 
     def step(key: jax.Array, state: RecsysState, action: jax.Array, params: RecsysParams):
         click_key, dwell_key, purchase_key, drift_key, shift_key = jax.random.split(key, 5)
@@ -422,7 +444,7 @@ def make_recsys_env(
             exposure_counts=state.exposure_counts + shown,
             recent_exposures=decay * state.recent_exposures + shown.astype(jnp.float32),
         )
-        return observe(t_next, params), new_state, out
+        return observe(new_state, params), new_state, out
 
     offset, scale = calibrate(ground_truth, target_ctr, target_best_ctr)
     f32 = jnp.float32

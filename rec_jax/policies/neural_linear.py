@@ -1,0 +1,105 @@
+"""NeuralLinear (Riquelme et al. 2018): Bayesian linear regression on a network's features.
+
+The features ``obs.features`` f32[N, D] are the Transformer's view of each item for
+this user (``x_n = h * e_n``, user state times item embedding; see
+:mod:`rec_jax.policies.model_backed`), and the reward model is ``r ~ x_n . theta``
+with the Gaussian prior ``theta ~ N(c 1, reg^-1 I)``: ``c 1 . x_n = c h . e_n`` is
+``c`` times the model's own score, so before any feedback the head ranks exactly like
+the offline model and exploration happens *around* it. With noise variance 1:
+
+    A = reg I + sum x x^T,   mu = c 1 + A^{-1} sum (r - c 1 . x) x
+
+(residual rewards against the prior mean, so the ridge state of
+:mod:`rec_jax.policies._ridge` is reused as is). Two acting rules:
+
+* ``neural_linear_ts``: theta ~ N(mu, scale^2 A^-1); recommend the top-K of x . theta
+  (Monte Carlo propensities from ``num_mc_samples`` draws, as LinTS);
+* ``neural_linear_ucb``: top-K of x . mu + alpha sqrt(x^T A^-1 x); exact ties broken
+  uniformly, exact propensities.
+
+Per-stream mode gives each user their own posterior; shared mode pools all streams
+into one (``merge`` sums the Gram/b deltas and recomputes the inverse).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from rec_jax.policies import _common, _ridge
+from rec_jax.policies._slates import epsilon_ranked_slate, sampled_topk_slate
+from rec_jax.policies.base import Policy, PolicySpec
+
+
+@struct.dataclass
+class NeuralLinearParams:
+    prior_mean: float = 0.05  # c: prior mean of theta is c * 1 (ranks like the model's score), >= 0
+    scale: float = 0.5  # TS: posterior scale v, theta ~ N(mu, v^2 A^-1), >= 0
+    alpha: float = 0.5  # UCB: width of the confidence bonus, >= 0
+    reg: float = 1.0  # prior precision lambda > 0 (takes effect at the next update)
+    refactor_every: int = 100  # recompute A^{-1} by Cholesky every this many rank-one updates
+    num_mc_samples: int = struct.field(pytree_node=False, default=64)  # TS: posterior draws per act
+
+    def validate(self, spec: PolicySpec | None = None) -> None:
+        validate_params(self, spec)
+
+
+def validate_params(params: NeuralLinearParams, spec: PolicySpec | None = None) -> None:
+    """Host-side check of concrete params (and spec); one-line ValueError naming the field."""
+    if spec is not None:
+        _common.check_spec(spec, "neural_linear", needs_features=True)
+    for field in ("prior_mean", "scale", "alpha"):
+        _common.check_range(params, field, low=0.0)
+    _ridge.check_ridge_params(params)
+    _common.check_static_positive(params, "num_mc_samples")
+
+
+def posterior_mean(state: _ridge.RidgeState, prior_mean) -> jax.Array:
+    """f32[D] mu = c 1 + A^{-1} b (b holds the residual rewards against the prior mean)."""
+    return jnp.asarray(prior_mean, jnp.float32) + _ridge.ridge_theta(state)
+
+
+def _make(spec: PolicySpec, rule: str) -> Policy:
+    _common.check_spec(spec, f"neural_linear_{rule}", needs_features=True)
+    k = spec.slate_size
+
+    def init(key, spec):
+        del key
+        return _ridge.init_ridge(spec.feature_dim)
+
+    def act(key, state, obs, params):
+        x = obs.features.astype(jnp.float32)
+        mu = posterior_mean(state, params.prior_mean)
+        if rule == "ucb":
+            width = jnp.sqrt(jnp.maximum(_ridge.quadratic_forms(x, state.a_inv), 0.0))
+            scores = x @ mu + jnp.maximum(jnp.asarray(params.alpha, jnp.float32), 0.0) * width
+            return epsilon_ranked_slate(key, scores, obs.available, 0.0, k)
+        d = mu.shape[0]
+        chol = jnp.linalg.cholesky(state.gram + state.reg * jnp.eye(d, dtype=jnp.float32))
+        scale = jnp.maximum(jnp.asarray(params.scale, jnp.float32), 0.0)
+
+        def draw(draw_key, num):
+            z = jax.random.normal(draw_key, (d, num))
+            theta = mu[:, None] + scale * jax.scipy.linalg.solve_triangular(chol, z, lower=True, trans="T")
+            return (x @ theta).T  # [S, N]
+
+        return sampled_topk_slate(key, draw, obs.available, k, params.num_mc_samples)
+
+    def update(key, state, obs, action, reward, params):
+        del key
+        items, rewards = _common.as_slots(action, reward, k)
+        xs = obs.features.astype(jnp.float32)[items]
+        residual = rewards - jnp.asarray(params.prior_mean, jnp.float32) * jnp.sum(xs, axis=-1)
+        return _ridge.ridge_update(state, xs, residual, params.reg, params.refactor_every)
+
+    return Policy(init=init, act=act, update=update, merge=_ridge.ridge_merge)
+
+
+def make_neural_linear_ts(spec: PolicySpec) -> Policy:
+    """NeuralLinear with Thompson sampling, for one stream (or shared)."""
+    return _make(spec, "ts")
+
+
+def make_neural_linear_ucb(spec: PolicySpec) -> Policy:
+    """NeuralLinear with an upper confidence bound, for one stream (or shared)."""
+    return _make(spec, "ucb")
