@@ -17,7 +17,7 @@ def bootstrap(fn: Callable[[Any], Any], data: Any, idx: jax.Array) -> Any:
 
     ``data`` is a pytree whose leaves all have the rounds axis first.
     """
-    return jax.vmap(lambda i: fn(jax.tree.map(lambda x: x[i], data)))(idx)
+    return jax.vmap(lambda i: fn(jax.tree.map(lambda x: jnp.asarray(x)[i], data)))(idx)
 
 
 def percentile_ci(samples: jax.Array, level: float = 0.95, axis: int = 0) -> tuple[jax.Array, jax.Array]:

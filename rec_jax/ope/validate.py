@@ -49,7 +49,7 @@ def validate_log(log: Any, pi_e: Any = None, q_hat: Any = None, num_actions: int
     bad = ~np.isfinite(pscore) | (pscore <= 0) | (pscore > 1)
     if np.any(bad):
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"log field 'pscore' row {i} is {pscore[i]!r}; expected a propensity in (0, 1]")
+        raise ValueError(f"log field 'pscore' row {i} is {float(pscore[i])}; expected a propensity in (0, 1]")
     if pi_e is None:
         raise ValueError("evaluation policy 'pi_e' is missing; expected f[n, A] action probabilities")
     pi_e = np.asarray(pi_e, np.float64)
