@@ -1,0 +1,102 @@
+"""Bandit policies on top of a trained sequential model (the "large model" of the study).
+
+:func:`make_model_backed` wraps any policy so that, before it acts or learns, the
+observation is replaced by the Transformer's view of the user's history
+(``obs.history``, kept by the simulator):
+
+    h      = adapter(encode(history))                f32[D]  the user state
+    x_n    = h * e_n                                 f32[N, D] features (NeuralLinear, heads)
+    s_n    = x_n . w + b  (= h . e_n at w = 1, b = 0) f32[N]    scores (epsilon-greedy, softmax, exploit)
+
+``e_n`` is item n's output embedding (env item n = data item id n + 1). The model's
+parameters travel in the policy params (:class:`ModelBackedParams`) as DATA, so an
+online learner (:mod:`rec_jax.online.model_learning`) can replace them between
+engine chunks without recompiling, and a frozen model is the same program with the
+parameters left alone. The view's extra parameters start as the identity:
+
+* ``adapter``: a residual bottleneck ``h + relu(h A) B`` with ``B = 0`` at init
+  (the parameter-efficient option: train only it and the head);
+* ``head``: ``w = 1``, ``b = 0`` (so scores are the model's own tied logits), plus
+  per-slot logits ``pos`` used only by the click loss (position bias of the feed).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from rec_jax.policies.base import Observation, Policy, PolicySpec
+
+
+@struct.dataclass
+class ModelBackedParams:
+    view: Any  # {"encoder": model params, "adapter": {"down", "up"}, "head": {"w", "b", "pos"}}
+    base: Any  # the wrapped policy's params
+
+    def validate(self, spec: PolicySpec | None = None) -> None:
+        if hasattr(self.base, "validate"):
+            self.base.validate(spec)
+        if self.view is None or "encoder" not in self.view:
+            raise ValueError("ModelBackedParams.view: expected the dict from init_view(...)")
+
+
+def init_view(model, encoder_params, key: jax.Array, slate_size: int, adapter_rank: int = 8) -> dict:
+    """The trainable view around ``encoder_params``: identity adapter, identity head."""
+    d = model.item_embeddings(encoder_params).shape[-1]
+    return {
+        "encoder": encoder_params,
+        "adapter": {
+            "down": jax.random.normal(key, (d, adapter_rank), jnp.float32) / jnp.sqrt(d),
+            "up": jnp.zeros((adapter_rank, d), jnp.float32),
+        },
+        "head": {"w": jnp.ones((d,), jnp.float32), "b": jnp.zeros((), jnp.float32),
+                 "pos": jnp.zeros((slate_size,), jnp.float32)},
+    }
+
+
+def user_states(model, view: dict, histories: jax.Array) -> jax.Array:
+    """f32[B, D] adapted user states of ``histories`` int32[B, L] (left-padded item ids)."""
+    h = model.encode(view["encoder"], histories)
+    return h + jax.nn.relu(h @ view["adapter"]["down"]) @ view["adapter"]["up"]
+
+
+def item_view(model, view: dict, h: jax.Array, num_items: int) -> tuple[jax.Array, jax.Array]:
+    """(scores f32[..., N], features f32[..., N, D]) for user states ``h`` f32[..., D]."""
+    emb = model.item_embeddings(view["encoder"])[1 : num_items + 1]  # env item n = data id n + 1
+    features = h[..., None, :] * emb
+    scores = features @ view["head"]["w"] + view["head"]["b"]
+    return scores, features
+
+
+def model_observation(model, view: dict, obs: Observation) -> Observation:
+    """``obs`` with scores/features from the model's view of ``obs.history`` (one stream)."""
+    if obs.history is None:
+        raise ValueError("model-backed policy: the simulator must expose Observation.history "
+                         "(e.g. make_recsys_env(..., observe_history=True))")
+    h = user_states(model, view, obs.history[None])[0]
+    scores, features = item_view(model, view, h, obs.available.shape[-1])
+    return obs.replace(scores=scores, features=features)
+
+
+def make_model_backed(policy: Policy, model) -> Policy:
+    """``policy`` acting on the model's view; params are :class:`ModelBackedParams`."""
+
+    def act(key, state, obs, params):
+        return policy.act(key, state, model_observation(model, params.view, obs), params.base)
+
+    def update(key, state, obs, action, reward, params):
+        return policy.update(key, state, model_observation(model, params.view, obs), action, reward, params.base)
+
+    return Policy(init=policy.init, act=act, update=update, merge=policy.merge)
+
+
+def model_spec(model, encoder_params, num_items: int, slate_size: int) -> PolicySpec:
+    """The PolicySpec of a wrapped policy: features are D wide (the model's width)."""
+    d = int(model.item_embeddings(encoder_params).shape[-1])
+    return PolicySpec(num_items=num_items, feature_dim=d, slate_size=slate_size)
+
+
+def num_params(tree: Any) -> int:
+    return int(sum(x.size for x in jax.tree.leaves(tree)))
