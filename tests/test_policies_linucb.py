@@ -12,7 +12,9 @@ from rec_jax.policies import _ridge
 from test_policies_utils import (
     ALL_NAMES,
     COUNT_NAMES,
+    NEURAL_LINEAR_NAMES,
     RIDGE_NAMES,
+    SCORE_NAMES,
     N,
     behaviour,
     fixed_obs,
@@ -86,7 +88,7 @@ def test_shared_merge_equals_s_times_the_stats(name):
     obs = fixed_obs(seed=7, unavailable=None)
     action = jnp.array([4, 0, 2], jnp.int32)
     reward = jnp.array([1.0, 0.0, 0.5], jnp.float32)
-    new = policy.update(None, state, obs, action, reward, params)
+    new = policy.update(jax.random.key(5), state, obs, action, reward, params)
     new_states = jax.tree.map(lambda leaf: jnp.stack([leaf] * num_streams), new)
     merged = policy.merge(state, new_states)
     a, r = np.asarray(action), np.asarray(reward, np.float64)
@@ -115,6 +117,24 @@ def test_shared_merge_equals_s_times_the_stats(name):
         untouched = np.setdiff1d(np.arange(N), a)
         np.testing.assert_allclose(merged.gram[untouched], state.gram[untouched])
         np.testing.assert_array_equal(np.asarray(merged.counts) - np.asarray(state.counts), np.isin(np.arange(N), a) * s)
+    elif name in SCORE_NAMES:
+        assert int(merged) == int(state) + s
+    elif name in NEURAL_LINEAR_NAMES:
+        res = r - params.prior_mean * x.sum(1)
+        gram = np.asarray(state.gram, np.float64) + s * x.T @ x
+        bvec = np.asarray(state.b, np.float64) + s * x.T @ res
+        np.testing.assert_allclose(merged.gram, gram, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(merged.b, bvec, rtol=1e-5, atol=1e-4)
+        assert rel_frobenius(merged.a_inv, np.linalg.inv(gram + np.eye(x.shape[1]))) < 1e-5
+    elif name == "bootstrapped_heads":
+        w = np.asarray(jax.random.poisson(jax.random.key(5), 1.0, (state.z.shape[0], 3)), np.float64)
+        for m in range(state.z.shape[0]):
+            res = r - x @ (params.prior_mean + params.prior_scale * np.asarray(state.z[m], np.float64))
+            gram = np.asarray(state.ridge.gram[m], np.float64) + s * (x * w[m][:, None]).T @ x
+            bvec = np.asarray(state.ridge.b[m], np.float64) + s * (x * w[m][:, None]).T @ res
+            np.testing.assert_allclose(merged.ridge.gram[m], gram, rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(merged.ridge.b[m], bvec, rtol=1e-5, atol=1e-4)
+            assert rel_frobenius(merged.ridge.a_inv[m], np.linalg.inv(gram + np.eye(x.shape[1]))) < 1e-5
     elif name == "logistic_epsilon_greedy":
         w, bias = np.asarray(state.w, np.float64), float(state.bias)
         w1, b1 = w.copy(), bias

@@ -485,14 +485,13 @@ def make_synthetic_recsys_env(num_users: int = 64, num_items: int = 20, dim: int
     return make_recsys_env(gt, **env_kwargs)
 
 
-def make_ml100k_env(dim: int = 16, epochs: int = 20, seed: int = 0, cache: bool = True,
-                    **env_kwargs) -> tuple[Simulator, RecsysParams]:
-    """The recommender environment on a ground truth fitted to MovieLens-100K.
+def ml100k_ground_truth(dim: int = 16, epochs: int = 20, seed: int = 0, cache: bool = True):
+    """(GroundTruth, SequenceData): the factorisation fitted to MovieLens-100K and its data.
 
     Loads ``rec_jax.data.load("ml-100k")`` and fits :func:`fit_ground_truth` with
     ``jax.random.key(seed)``; the factors are cached to
     ``<data_home>/sim/ml-100k_gt_d{dim}_e{epochs}_s{seed}_u{U}_i{N}_m{M}.npz``
-    so later runs reuse them. ``env_kwargs`` go to :func:`make_recsys_env`.
+    so later runs reuse them. User u / item row i are data user u / item id i + 1.
     """
     from rec_jax import data
     from rec_jax.sim.ground_truth import fit_ground_truth, load_ground_truth, save_ground_truth
@@ -506,4 +505,12 @@ def make_ml100k_env(dim: int = 16, epochs: int = 20, seed: int = 0, cache: bool 
         gt = fit_ground_truth(seqs, dim=dim, epochs=epochs, key=jax.random.key(seed))
         if cache:
             save_ground_truth(gt, path)
+    return gt, seqs
+
+
+def make_ml100k_env(dim: int = 16, epochs: int = 20, seed: int = 0, cache: bool = True,
+                    **env_kwargs) -> tuple[Simulator, RecsysParams]:
+    """The recommender environment on a ground truth fitted to MovieLens-100K
+    (:func:`ml100k_ground_truth`). ``env_kwargs`` go to :func:`make_recsys_env`."""
+    gt, _ = ml100k_ground_truth(dim, epochs, seed, cache)
     return make_recsys_env(gt, **env_kwargs)
