@@ -105,3 +105,13 @@ def test_power_grows_with_n_and_is_alpha_at_no_effect():
     p = np.asarray(abtest.power_proportions(0.1, 0.12, jnp.array([100.0, 1000.0, 10000.0])))
     assert np.all(np.diff(p) > 0) and p[-1] > 0.99
     np.testing.assert_allclose(float(abtest.power_proportions(0.1, 0.1, 500.0)), 0.05, atol=1e-5)
+
+
+def test_aa_bernoulli_counts_match_permutation_of_unit_values():
+    # Binomial batch counts are the sufficient statistics of 0/1 units: both A/A paths agree in law.
+    keys = jax.random.split(jax.random.key(3), 1000)
+    out = jax.jit(jax.vmap(lambda k: abtest.aa_bernoulli_test(k, 0.2, num_batches=20, per_batch=100,
+                                                              tau2=1e-3)))(keys)
+    fpr = {k: float(np.mean(out[k])) for k in ("fixed_horizon", "naive_peeking", "sequential")}
+    assert abs(fpr["fixed_horizon"] - 0.05) < 0.025 and fpr["sequential"] <= 0.065
+    assert 0.12 < fpr["naive_peeking"] < 0.35  # 20 equally spaced looks: about 0.25 (Armitage et al. 1969)

@@ -220,3 +220,20 @@ def aa_permutation_test(key: jax.Array, values: jax.Array, num_batches: int, alp
     out["first_look/naive_peeking"] = first_rejection(looks.p_fixed, alpha)
     out["first_look/sequential"] = first_rejection(looks.p_always_valid, alpha)
     return out
+
+
+def aa_bernoulli_test(key: jax.Array, ctr, num_batches: int, per_batch: int, alpha: float = 0.05,
+                      tau2: float = 1e-4) -> dict[str, jax.Array]:
+    """One A/A replication on i.i.d. Bernoulli(ctr) impressions, ``per_batch`` per arm per batch.
+
+    Draws each batch's click count (Binomial), the sufficient statistic of 0/1 values
+    (sum = sum of squares), so it costs O(num_batches). Same outputs as
+    :func:`aa_permutation_test`; vmap it over keys.
+    """
+    clicks = jax.random.binomial(key, per_batch, ctr, (2, num_batches)).astype(jnp.float32)
+    n = jnp.full((num_batches,), per_batch, jnp.float32)
+    looks = sequential_looks(ArmStats(n, clicks[0], clicks[0]), ArmStats(n, clicks[1], clicks[1]), tau2, alpha)
+    out = rejections(looks, alpha)
+    out["first_look/naive_peeking"] = first_rejection(looks.p_fixed, alpha)
+    out["first_look/sequential"] = first_rejection(looks.p_always_valid, alpha)
+    return out
