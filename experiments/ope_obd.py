@@ -136,7 +136,10 @@ def load_pair(direction: str, campaign: str, settings: dict, key):
     else:
         dist = np.full((log.num_actions, log.len_list), 1.0 / log.num_actions, np.float32)
     pi_e = dist.T[log.position]
-    ope.validate_log(log, pi_e=pi_e)  # clear error on a bad log before anything is estimated
+    try:  # a clear error on a bad log before anything is estimated
+        ope.validate_log(log, pi_e=pi_e)
+    except ValueError as err:
+        raise ValueError(f"{log.source}: {err}") from None
     n = len(log)
     position_1h = np.eye(log.len_list, dtype=np.float32)[log.position]
     row_x = np.concatenate([log.context, position_1h, np.ones((n, 1), np.float32)], axis=1)
