@@ -106,40 +106,54 @@ def make_world(settings: dict):
     return env, params, theta, theta_b, theta_c
 
 
-def make_log_fn(env, params, theta, theta_b, theta_c, settings: dict, n: int):
-    """``one(key) -> dict`` for one log of n rounds: all estimates f32[M, E] and exact values f32[M]."""
+def simulate_logs(env, params, theta, theta_b, key, settings: dict, n: int, r: int) -> dict:
+    """``r`` logs of ``n`` rounds from the simulator: x f32[r, n, A, D], mu, pi_b f32[r, n, A], action, reward.
+
+    Runs op by op (no jit): the simulator's vmapped reset/step take longer to compile
+    than to run at these sizes.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from rec_jax.sim.linear import expected_rewards
+
+    k_ctx, k_act, k_rew = jax.random.split(key, 3)
+    obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_ctx, r * n), params)
+    x = obs.features  # [r n, A, D]
+    mu = jax.vmap(lambda f: expected_rewards(f, theta, params.bias, "logistic"))(x)  # exact click probabilities
+    pi_b = jax.nn.softmax(x @ theta_b / settings["behavior_temperature"], axis=-1)
+    action = jax.random.categorical(k_act, jnp.log(pi_b))
+    _, _, out = jax.vmap(env.step, in_axes=(0, 0, 0, None))(jax.random.split(k_rew, r * n), state, action, params)
+    logs = {"x": x, "mu": mu, "pi_b": pi_b, "action": action.astype(jnp.int32), "reward": out.reward}
+    return {k: v.reshape((r, n) + v.shape[1:]) for k, v in logs.items()}
+
+
+def make_evaluate(theta_c, settings: dict):
+    """``evaluate(key, log) -> dict`` for one log: estimates f32[M, E] of every candidate, exact values f32[M]."""
     import jax
     import jax.numpy as jnp
 
     from rec_jax import ope
-    from rec_jax.sim.linear import expected_rewards
 
-    t_b, t_c = settings["behavior_temperature"], settings["candidate_temperature"]
-
-    def one(key):
-        k_ctx, k_act, k_rew, k_fold = jax.random.split(key, 4)
-        obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_ctx, n), params)
-        x = obs.features  # [n, A, D]
-        mu = jax.vmap(lambda f: expected_rewards(f, theta, params.bias, "logistic"))(x)  # [n, A] exact
-        pi_b = jax.nn.softmax(x @ theta_b / t_b, axis=-1)
-        action = jax.random.categorical(k_act, jnp.log(pi_b))
-        _, _, out = jax.vmap(env.step, in_axes=(0, 0, 0, None))(jax.random.split(k_rew, n), state, action, params)
+    def evaluate(key, log):
+        x, action, reward, pi_b = log["x"], log["action"], log["reward"], log["pi_b"]
+        n = reward.shape[0]
         pscore = jnp.take_along_axis(pi_b, action[:, None], 1)[:, 0]
         x1 = ope.with_intercept(x)  # [n, A, D + 1]
-        fold = jax.random.permutation(k_fold, n) % settings["folds"]
+        fold = jax.random.permutation(key, n) % settings["folds"]
         x_logged = jnp.take_along_axis(x1, action[:, None, None], 1)[:, 0]
-        coef = ope.cross_fit_logistic(x_logged, out.reward, fold, settings["folds"], 1.0, 10)
+        coef = ope.cross_fit_logistic(x_logged, reward, fold, settings["folds"], 1.0, 10)
         q_hat = ope.predict_cross_fit(coef, x1, fold)
-        pi_e = jax.nn.softmax(jnp.einsum("nad,md->mna", x, theta_c) / t_c, axis=-1)  # [M, n, A]
+        pi_e = jax.nn.softmax(jnp.einsum("nad,md->mna", x, theta_c) / settings["candidate_temperature"], axis=-1)
 
         def estimate(p):
-            est = ope.estimate_all(ope.OPEData(reward=out.reward, action=action, pscore=pscore, pi_e=p, q_hat=q_hat))
+            est = ope.estimate_all(ope.OPEData(reward=reward, action=action, pscore=pscore, pi_e=p, q_hat=q_hat))
             return jnp.stack([est[e] for e in ESTIMATORS])
 
-        return {"est": jax.vmap(estimate)(pi_e), "value": jnp.mean(jnp.sum(pi_e * mu[None], -1), -1),
-                "behavior_value": jnp.mean(jnp.sum(pi_b * mu, -1))}
+        return {"est": jax.vmap(estimate)(pi_e), "value": jnp.mean(jnp.sum(pi_e * log["mu"][None], -1), -1),
+                "behavior_value": jnp.mean(jnp.sum(pi_b * log["mu"], -1))}
 
-    return one
+    return evaluate
 
 
 def population_values(env, params, theta, theta_c, settings: dict, key) -> np.ndarray:
@@ -156,8 +170,9 @@ def population_values(env, params, theta, theta_c, settings: dict, key) -> np.nd
         return jnp.mean(jnp.sum(pi_e * mu[None], -1), -1)
 
     num = max(1, settings["pop_rounds"] // 4096)
-    vals = jax.jit(lambda ks: jax.lax.map(chunk, ks))(jax.random.split(key, num))
-    return np.asarray(vals, np.float64).mean(axis=0)
+    # op by op, like simulate_logs: compiling the simulator costs more than running it
+    vals = [np.asarray(chunk(k), np.float64) for k in jax.random.split(key, num)]
+    return np.mean(vals, axis=0)
 
 
 def plot(metrics: dict, settings: dict, out: Path) -> None:
@@ -204,12 +219,18 @@ def main(cfg: Config) -> dict:
     best = int(np.argmax(v_pop))
     metrics: dict[str, float] = {f"true_value/policy{j}": float(v) for j, v in enumerate(v_pop)}
     r = settings["replicates"]
+    evaluate = jax.jit(jax.vmap(make_evaluate(theta_c, settings)))  # one trace per (chunk, n) shape
     for n in tqdm(settings["sizes"], desc="ope_sim", disable=None):
         t0 = time.perf_counter()
-        one = make_log_fn(env, params, theta, theta_b, theta_c, settings, n)
-        keys = jax.random.split(jax.random.fold_in(root, n), r)
-        # lax.map over chunks of replicates bounds memory at large n; each chunk is vmapped
-        res = jax.device_get(jax.jit(lambda ks: jax.lax.map(one, ks, batch_size=min(r, 50)))(keys))
+        key = jax.random.fold_in(root, n)
+        parts = []
+        chunk = max(1, min(r, 2_000_000 // (n * settings["num_items"] * settings["dim"])))  # bounds memory
+        for start in range(0, r, chunk):
+            m = min(chunk, r - start)
+            logs = simulate_logs(env, params, theta, theta_b, jax.random.fold_in(key, start), settings, n, m)
+            fold_keys = jax.random.split(jax.random.fold_in(key, 10**6 + start), m)
+            parts.append(jax.device_get(evaluate(fold_keys, logs)))
+        res = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         est = np.asarray(res["est"], np.float64)  # [R, M, E]
         value = np.asarray(res["value"], np.float64)  # [R, M]
         err = est[:, 0, :] - value[:, :1]  # policy 0 against its exact value on each log
