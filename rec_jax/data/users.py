@@ -46,7 +46,9 @@ def read_user_file(path: str | Path) -> dict[int, tuple[int, str, str]]:
     if not path.is_file():
         raise DataError(f"{path}: user file not found")
     lines = path.read_text(encoding="latin-1").splitlines()
-    if path.suffix == ".user":  # RecBole atomic: header names the columns
+    if not lines:
+        raise DataError(f"{path}: empty user file")
+    if "user_id:" in lines[0]:  # RecBole atomic: a header names the columns
         header = [h.split(":")[0] for h in lines[0].split("\t")]
         try:
             cols = [header.index(name) for name in ("user_id", "age", "gender", "occupation")]

@@ -60,6 +60,7 @@ def fair_rerank(scores: jax.Array, excluded: jax.Array, order: jax.Array, lam, s
       final exposure f32[N].
     """
     num_items = scores.shape[-1]
+    excluded = jnp.asarray(excluded, bool)
     z = standardize(jnp.asarray(scores, jnp.float32), excluded)
     w = position_weights(slate_size)
     lam = jnp.maximum(jnp.asarray(lam, jnp.float32), 0.0)
