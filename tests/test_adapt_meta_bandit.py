@@ -68,3 +68,26 @@ def test_bad_params_and_method_are_one_line_errors():
         mb.MetaBanditParams(reward_low=1.0, reward_high=1.0).validate()
     with pytest.raises(ValueError, match="method"):
         mb.select(jax.random.key(0), mb.init_meta(2), mb.MetaBanditParams(), "ucb")
+
+
+def test_meta_run_equals_the_fixed_run_when_the_grid_has_one_setting():
+    """Common random numbers: with every arm the same setting, the meta-driven run is
+    step for step the plain engine run with the same key."""
+    from rec_jax.adapt.meta_run import grid_params, make_meta_run
+    from rec_jax.online import EngineConfig, make_run
+    from rec_jax.policies import make_policy
+    from rec_jax.policies.base import PolicySpec
+    from rec_jax.policies.epsilon_greedy import EpsilonGreedyParams
+    from rec_jax.sim import make_env
+
+    sim, env_params = make_env("bernoulli", num_arms=5)
+    spec = PolicySpec(num_items=5)
+    policy, _ = make_policy("epsilon_greedy", spec)
+    engine = make_run(EngineConfig(num_streams=3), policy, sim, spec=spec)
+    setting = EpsilonGreedyParams(epsilon=0.2)
+    meta = make_meta_run(engine, grid_params([setting, setting, setting]), period_steps=4, method="ts")
+    key = jax.random.key(7)
+    _, out = jax.jit(meta, static_argnums=3)(key, env_params, mb.MetaBanditParams(), 5)
+    _, ref = jax.jit(lambda k: engine.run(k, setting, env_params, 20))(key)
+    np.testing.assert_array_equal(np.asarray(out["reward"]), np.asarray(ref["reward"]).mean(axis=1))
+    assert out["arm"].shape == (5,) and np.all((np.asarray(out["arm"]) >= 0) & (np.asarray(out["arm"]) < 3))
