@@ -28,7 +28,8 @@ Writes into ``--out`` (default ``runs/hparam_search``), all at the end, via a te
   ``selected/*`` (the chosen learning_rate, dropout, weight_decay, its valid and test
   NDCG@10, best epoch), ``seconds_per_config/population`` and ``seconds_per_config/sequential``
   (median seconds per epoch, per configuration, times the population's epochs),
-  ``seconds_per_config/ratio``, ``compile_s/*``, ``seconds_per_epoch/*`` and
+  ``seconds_per_config/ratio``, ``compile_s/*``, ``compiles/sequential`` (1: one compile serves all P=1 runs),
+  ``seconds_per_epoch/*`` and
   ``check/max_abs_diff_valid_ndcg@10`` (population vs sequential, same epochs: float noise only)
 * ``curves.npz``    per-epoch ``valid_ndcg@10`` and ``train_loss`` f64[E, P] of the population
 * ``valid_ndcg.png`` best validation NDCG@10 per config (selected one marked) and the curves
@@ -184,7 +185,7 @@ def main(argv=None) -> dict:
     best = pop.best_metric.astype(np.float64)
     selected = pop.best_member
     test_key = "masked/ndcg@10" if base.mask_history else "unmasked/ndcg@10"
-    test = PopulationEvaluator(model, prepared.test, base.eval_batch_size)(pop.best_params)[test_key]
+    test = PopulationEvaluator(model, prepared.test, base.eval_batch_size, like=valid_eval)(pop.best_params)[test_key]
 
     metrics: dict = {}
     for i, name in enumerate(names):
@@ -218,6 +219,7 @@ def main(argv=None) -> dict:
             "seconds_per_config/sequential"]
         # One compile serves every sequential run: the hyperparameters are data.
         metrics["compile_s/sequential"] = float(sum(r.compile_s for r in runs))
+        metrics["compiles/sequential"] = int(sum(r.compile_s > 0 for r in runs))
         metrics["seconds_per_epoch/sequential_train"] = float(
             np.median(np.concatenate([r.history["epoch_s"][: r.epochs_run] for r in runs])))
         metrics["seconds_per_epoch/sequential_eval"] = float(

@@ -220,8 +220,13 @@ class PopulationEvaluator:
 
     KEYS = ("masked/ndcg@10", "unmasked/ndcg@10")
 
-    def __init__(self, model, eval_arrays, batch_size: int = 256):
+    def __init__(self, model, eval_arrays, batch_size: int = 256, *, like: PopulationEvaluator | None = None):
+        """``like``: an evaluator of the same model whose jitted pass is reused (no new compile when the
+        batches have the same shapes, e.g. the test users of a leave-one-out split after the valid ones)."""
         self.single = Evaluator(model, eval_arrays, batch_size)
+        if like is not None:
+            self.eval_batch = like.eval_batch
+            return
 
         def one(params, inputs, targets, seen):
             out = rank_metrics(model.score(params, model.encode(params, inputs)), targets, seen)
