@@ -224,7 +224,9 @@ def main(cfg: Config) -> dict:
         t0 = time.perf_counter()
         key = jax.random.fold_in(root, n)
         parts = []
-        chunk = max(1, min(r, 2_000_000 // (n * settings["num_items"] * settings["dim"])))  # bounds memory
+        # chunks bound the memory; a divisor of r keeps one shape, hence one compilation, per n
+        limit = max(1, 2_000_000 // (n * settings["num_items"] * settings["dim"]))
+        chunk = max(c for c in range(1, r + 1) if r % c == 0 and c <= limit)
         for start in range(0, r, chunk):
             m = min(chunk, r - start)
             logs = simulate_logs(env, params, theta, theta_b, jax.random.fold_in(key, start), settings, n, m)
