@@ -1,0 +1,451 @@
+"""Real-time recommendation: replay ML-100K's last 20% as an event stream.
+
+    python experiments/realtime.py --quick                 # a prefix of the stream, a few minutes
+    python experiments/realtime.py                         # the whole stream
+    python experiments/realtime.py --data synthetic --quick
+
+1. The ``static`` model: SASRec (``--preset``, default ``ml100k-sasrec``) trained on
+   the first ``train_fraction`` of the interactions in time (users with < 3 of them
+   only seed histories).
+2. The remaining interactions are replayed in timestamp order. Each event (user u
+   consumed item i) goes through the serving step (``rec_jax.serve``): i is appended
+   to u's cached state in ONE incremental step, all items are scored, seen items
+   masked, and the exploration policy returns the slate of u's next event with its
+   propensities. Micro-batches hold distinct users (``rec_jax.serve.stream``).
+3. Prequential HR@10: when u's next event arrives, it is a hit if the item is in the
+   model's top-10 made after u's previous event (predict before the event is
+   revealed, then learn from it). ``online``: the output head is updated every
+   ``update_every`` events from the clicks; ``static``: never updated.
+4. Latency (per event, from arrival to returned slate) and throughput are measured
+   with the policy and the online updates running. Without ``--rate`` the queue is
+   saturated (closed loop): a micro-batch arrives when the previous one has been
+   answered, so each event's latency is the wait for the whole micro-batch plus any
+   online update that ran just before it. With ``--rate R`` events arrive every
+   1/R s and latency includes queueing.
+5. ``incremental_speedup/batch=<b>``: per micro-batch, the device serving step on the
+   incremental states vs the same step re-encoding each user's full L-item window
+   (scoring, seen mask, policy and top-k included in both; host bookkeeping and
+   cache-miss rebuilds excluded from both), timed back to back on the same events;
+   the ratio of medians.
+
+Streaming semantics (see ``rec_jax.serve.sasrec_kv``): beyond L items, the cached
+states keep each item's arrival position; ``prequential_hr@10/static_reencode``
+(windowed re-encoding, the model's own semantics) measures what that costs.
+The online update touches only the output head, so no cached state goes stale.
+
+Timings on a shared machine are noisy: the study runs the compared paths side by
+side in one process and reports medians; ``config.json`` records the load average.
+
+Writes into ``--out`` (default ``runs/realtime``), via a temp folder renamed at the end:
+``config.json``, ``metrics.json``, ``curves.npz`` (latencies per batch size, HR
+curves), ``latency_vs_batch.png``, ``prequential_hr.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Stream replay of a static SASRec with incremental serving and online updates."""
+
+    out: str = "runs/realtime"  # run folder (replaced atomically at the end)
+    quick: bool = False  # small size: few training epochs, a prefix of the stream
+    data: str = "ml-100k"  # ml-100k | synthetic | a path to a log file
+    preset: str = "ml100k-sasrec"  # training preset of the static model (rec_jax.train.config.PRESETS)
+    epochs: int = 0  # static-model training epochs (0: the preset's, with early stopping; quick: 3)
+    train_fraction: float = 0.8  # the first fraction of interactions in time trains the static model
+    batch_sizes: str = "1,16,64,256"  # micro-batch sizes replayed (quick: 1,16,256)
+    max_events: int = 0  # replay at most this many stream events (0: all; quick: 4096)
+    max_events_batch1: int = 0  # cap for micro-batch 1 and the unbounded-cache check (0: max_events; quick: 1024)
+    rate: float = 0.0  # arrival rate in events/s (0: saturated queue, closed loop)
+    capacity: int = 0  # cached user states (0: a quarter of the users)
+    eviction: str = "lru"  # lru | fifo
+    policy: str = "epsilon_greedy"  # greedy | epsilon_greedy | softmax, on the model's scores
+    epsilon: float = 0.1  # epsilon_greedy: per-slot exploration probability
+    temperature: float = 1.0  # softmax: temperature on the logits
+    slate_size: int = 10  # K items per slate
+    update_every: int = 256  # M: events between online updates of the output head
+    learning_rate: float = 1e-3  # Adam step size of the online head update
+    update_steps: int = 1  # Adam steps per online update
+    hr_bins: int = 20  # bins of the prequential-HR-over-time curve
+    seed: int = 0  # training and serving seed
+
+
+def resolve(cfg: Config) -> dict:
+    """Concrete settings with the --quick defaults filled in; ValueError for people."""
+    sizes = sorted({int(b) for b in (cfg.batch_sizes if not cfg.quick or cfg.batch_sizes != Config.batch_sizes
+                                     else "1,16,256").split(",") if b.strip()})
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"--batch-sizes: expected positive integers, got {cfg.batch_sizes!r}")
+    if cfg.update_every < sizes[-1]:
+        raise ValueError(f"--update-every={cfg.update_every} must be >= the largest micro-batch {sizes[-1]}")
+    if not 0.0 < cfg.train_fraction < 1.0:
+        raise ValueError(f"--train-fraction must be in (0, 1), got {cfg.train_fraction}")
+    if cfg.rate < 0:
+        raise ValueError(f"--rate must be >= 0 events/s, got {cfg.rate}")
+    if cfg.eviction not in ("lru", "fifo"):
+        raise ValueError(f"--eviction must be lru or fifo, got {cfg.eviction!r}")
+    max_events = cfg.max_events or (4096 if cfg.quick else 0)
+    return dict(dataclasses.asdict(cfg), batch_sizes=sizes, max_events=max_events,
+                max_events_batch1=cfg.max_events_batch1 or (1024 if cfg.quick else max_events),
+                epochs=cfg.epochs or (3 if cfg.quick else 0))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def temporal_split(seqs, fraction: float):
+    """(histories: list of int32 arrays, stream_users i64[E], stream_items i32[E]).
+
+    All interactions sorted by (timestamp, user, position in the user's sequence); the
+    first ``fraction`` are history, the rest the stream (each user's history is a
+    prefix of their sequence, and their stream events follow it in order).
+    """
+    owner = seqs.user_of_position
+    position = np.arange(len(seqs.items)) - seqs.offsets[owner]
+    order = np.lexsort((position, owner, seqs.timestamps))
+    cut = int(round(fraction * len(order)))
+    in_history = np.zeros(len(order), bool)
+    in_history[order[:cut]] = True
+    histories = [seqs.items[seqs.offsets[u]:seqs.offsets[u + 1]][in_history[seqs.offsets[u]:seqs.offsets[u + 1]]]
+                 for u in range(seqs.num_users)]
+    stream = order[cut:]
+    return histories, owner[stream].astype(np.int64), seqs.items[stream].astype(np.int32)
+
+
+def train_static(settings: dict, seqs, histories, log):
+    """Train the static model on the history part; returns (model, params, train_metrics)."""
+    from rec_jax.data.preprocess import SequenceData
+    from rec_jax.models import make_model
+    from rec_jax.train.config import get_preset, model_config
+    from rec_jax.train.evaluate import Evaluator
+    from rec_jax.train.pipeline import prepare
+    from rec_jax.train.trainer import fit
+
+    config = get_preset(settings["preset"])
+    changes = {"seed": settings["seed"], "checkpoint_every": 0}
+    if settings["epochs"]:
+        changes["epochs"] = settings["epochs"]
+    config = dataclasses.replace(config, **changes)
+    users = [u for u, h in enumerate(histories) if len(h) >= 3]
+    lengths = np.array([len(histories[u]) for u in users], np.int64)
+    train_seqs = SequenceData(
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        items=np.concatenate([histories[u] for u in users]).astype(np.int32),
+        timestamps=np.zeros(int(lengths.sum()), np.int64), num_users=len(users), num_items=seqs.num_items,
+        raw_user_ids=seqs.raw_user_ids[users], raw_item_ids=seqs.raw_item_ids)
+    prepared = prepare(config, seqs=train_seqs)
+    model = make_model(config.model, model_config(config, seqs.num_items))
+    if model.name != "sasrec":
+        raise ValueError(f"--preset {settings['preset']!r} trains {model.name}; this study serves SASRec")
+    result = fit(model, config, prepared.windows, Evaluator(model, prepared.valid, config.eval_batch_size),
+                 progress=True, log=log)
+    return model, result.best_params, {"valid/ndcg@10": float(result.history["valid_ndcg@10"][result.best_epoch]),
+                                       "epochs_run": int(result.epochs_run), "train_users": len(users)}
+
+
+# ----------------------------------------------------------------------------- replay
+
+
+class Prequential:
+    """Per-user pending top-k lists and the hits of the events they predicted."""
+
+    def __init__(self, initial_topk: np.ndarray, has_history: np.ndarray):
+        self.pending = initial_topk.copy()
+        self.ready = has_history.copy()
+        self.hits: list[tuple[int, bool]] = []  # (event index, hit)
+
+    def score(self, users, items, event_ids) -> None:
+        for u, i, e in zip(users, items, event_ids):
+            if self.ready[u]:
+                self.hits.append((int(e), bool(i in self.pending[u])))
+
+    def record(self, users, topk) -> None:
+        self.pending[users] = topk
+        self.ready[users] = True
+
+    def hr(self) -> float:
+        return float(np.mean([h for _, h in self.hits])) if self.hits else float("nan")
+
+    def curve(self, num_events: int, bins: int) -> np.ndarray:
+        """f32[bins]: HR of the events in each equal slice of the stream (NaN if none)."""
+        if not self.hits:
+            return np.full(bins, np.nan, np.float32)
+        events, hits = np.array(self.hits).T
+        which = np.minimum(events * bins // max(num_events, 1), bins - 1)
+        total = np.bincount(which, minlength=bins)
+        return (np.bincount(which, weights=hits, minlength=bins) / np.maximum(total, 1)).astype(np.float32)
+
+
+def initial_topk(server, histories, *, reencode: bool) -> np.ndarray:
+    """int32[U, k]: each user's top-k before the stream (from rebuilt states, or windows)."""
+    import jax
+    import jax.numpy as jnp
+
+    from rec_jax.models.base import tied_scores
+
+    model, inc, head, k = server.model, server.inc, server.head, server.cfg.eval_k
+    n = model.config.num_items
+    width = model.config.max_len if reencode else inc.rebuild_len
+
+    @jax.jit
+    def topk(params, tails, counts, seen):
+        if reencode:
+            h = model.encode(params, tails)
+        else:
+            h = jax.vmap(inc.rebuild, in_axes=(None, 0, 0))(params, tails, counts)[1]
+        logits = tied_scores(h, head.table, n) + head.bias
+        return jax.lax.top_k(jnp.where(seen | (jnp.arange(n + 1) == 0), -jnp.inf, logits), k)[1]
+
+    out, chunk = [], 256
+    users = np.arange(len(histories))
+    for start in range(0, len(users), chunk):
+        part = users[start:start + chunk]
+        pad = chunk - len(part)
+        rows = np.concatenate([part, np.full(pad, part[0])])
+        tails = server.history.tails(rows, width)
+        counts = server.history.lengths[rows].astype(np.int32)
+        out.append(np.asarray(topk(server.params, tails, counts, server.seen[rows]))[: len(part)])
+    return np.concatenate(out).astype(np.int32)
+
+
+def replay(server, users, items, batch_size: int, rate: float, prequential: Prequential, *,
+           reencoder=None, pre_reencode: Prequential | None = None, desc: str = "replay"):
+    """Replay the stream through ``server``; returns a dict of per-event/per-batch arrays."""
+    from tqdm.auto import tqdm
+
+    from rec_jax.serve.stream import MicroBatcher
+
+    batcher = MicroBatcher(users, batch_size)
+    num = len(users)
+    latency = np.zeros(num)
+    slates = np.zeros((num, server.cfg.slate_size), np.int32)
+    step_s, reencode_s, batch_len = [], [], []
+    bar = tqdm(total=num, desc=desc, unit="ev", leave=False, mininterval=2.0)
+    start = time.perf_counter()
+    arrival = start + np.arange(num) / rate if rate > 0 else None
+    ready_at = start  # closed loop: a micro-batch arrives when the previous one is answered
+    while batcher.remaining:
+        if arrival is not None:
+            now = time.perf_counter()
+            arrived = int(np.searchsorted(arrival, now, side="right"))
+            idx = batcher.next_batch(arrived)
+            if len(idx) == 0:
+                time.sleep(max(0.0, arrival[batcher.next_waiting()] - time.perf_counter()))
+                continue
+        else:
+            idx = batcher.next_batch()
+        u, i = users[idx], items[idx]
+        prequential.score(u, i, idx)
+        slate, _, topk = server.serve(u, i, idx)
+        done = time.perf_counter()
+        latency[idx] = done - (arrival[idx] if arrival is not None else ready_at)
+        prequential.record(u, topk)
+        slates[idx] = slate
+        step_s.append(server.last_step_s)
+        batch_len.append(len(idx))
+        if reencoder is not None:
+            pre_reencode.score(u, i, idx)
+            _, _, topk_r = reencoder.serve(u, i, idx)
+            pre_reencode.record(u, topk_r)
+            reencode_s.append(reencoder.last_step_s)
+        server.maybe_update()
+        ready_at = time.perf_counter() if reencoder is not None else done
+        bar.update(len(idx))
+    total_s = time.perf_counter() - start
+    bar.close()
+    return {"latency_s": latency, "slates": slates, "step_s": np.asarray(step_s),
+            "reencode_s": np.asarray(reencode_s), "batch_len": np.asarray(batch_len), "total_s": total_s}
+
+
+# ----------------------------------------------------------------------------- study
+
+
+def main(cfg: Config, log=print) -> dict:
+    import jax
+
+    from rec_jax import runs
+    from rec_jax.data import load
+    from rec_jax.serve.server import Reencoder, Server, ServerConfig
+
+    settings = resolve(cfg)
+    seqs = load(cfg.data)
+    histories, users, items = temporal_split(seqs, cfg.train_fraction)
+    if settings["max_events"]:
+        users, items = users[: settings["max_events"]], items[: settings["max_events"]]
+    num_users = seqs.num_users
+    capacity = cfg.capacity or max(1, num_users // 4)
+    log(f"{num_users} users, {seqs.num_items} items; {sum(map(len, histories))} history events, "
+        f"replaying {len(users)} stream events; cache of {capacity} users")
+    model, params, train_metrics = train_static(settings, seqs, histories, log)
+    has_history = np.array([len(h) > 0 for h in histories])
+    serve_key = jax.random.key(cfg.seed + 1, impl="rbg")  # cheap bits on CPU; slates keyed per event
+    base = ServerConfig(batch_size=1, capacity=capacity, eviction=cfg.eviction, policy=cfg.policy,
+                        epsilon=cfg.epsilon, temperature=cfg.temperature, slate_size=cfg.slate_size,
+                        update_every=cfg.update_every, learning_rate=cfg.learning_rate,
+                        update_steps=cfg.update_steps)
+    compiled: dict = {}
+
+    def make_server(batch: int, **changes) -> Server:
+        scfg = dataclasses.replace(base, batch_size=batch, **changes)
+        # share jitted functions between servers of one batch size (jit caches by shape)
+        fns = compiled.setdefault(("server", scfg.policy), None)
+        server = Server(model, params, histories, scfg, serve_key, compiled=fns)
+        compiled[("server", scfg.policy)] = server.fns
+        server.warmup()
+        return server
+
+    probe = make_server(1)
+    start_topk = initial_topk(probe, histories, reencode=False)
+    start_topk_reencode = initial_topk(probe, histories, reencode=True)
+
+    metrics: dict = {f"static_model/{k}": v for k, v in train_metrics.items()}
+    curves: dict = {}
+    limit1 = settings["max_events_batch1"] or len(users)
+    biggest = settings["batch_sizes"][-1]
+
+    # (a) static model, incremental vs full re-encode, side by side on the same micro-batches
+    for batch in sorted({1, biggest}):
+        n = limit1 if batch == 1 else len(users)
+        server = make_server(batch, online=False)
+        reencoder = Reencoder(server, compiled=compiled.get(("reencode", cfg.policy)))
+        compiled[("reencode", cfg.policy)] = reencoder.fn
+        pre, pre_r = Prequential(start_topk, has_history), Prequential(start_topk_reencode, has_history)
+        reencoder.serve(users[:0], items[:0], np.zeros(0, np.int64))  # compile
+        reencoder.seen = jax.numpy.array(server.seen, copy=True)
+        out = replay(server, users[:n], items[:n], batch, 0.0, pre, reencoder=reencoder, pre_reencode=pre_r,
+                     desc=f"static b={batch}")
+        warm = slice(min(2, len(out["step_s"]) - 1), None)  # first calls may still allocate
+        inc_ms, full_ms = 1e3 * np.median(out["step_s"][warm]), 1e3 * np.median(out["reencode_s"][warm])
+        metrics[f"incremental_speedup/batch={batch}"] = float(full_ms / inc_ms)
+        metrics[f"step_ms_median/incremental/batch={batch}"] = float(inc_ms)
+        metrics[f"step_ms_median/reencode/batch={batch}"] = float(full_ms)
+        log(f"b={batch}: incremental step {inc_ms:.2f} ms, full re-encode {full_ms:.2f} ms "
+            f"-> speedup {full_ms / inc_ms:.1f}x")
+        if batch == biggest:
+            metrics["prequential_hr@10/static"] = pre.hr()
+            metrics["prequential_hr@10/static_reencode"] = pre_r.hr()
+            metrics["prequential_events"] = len(pre.hits)
+            curves["hr_curve/static"] = pre.curve(len(users), cfg.hr_bins)
+            curves["hr_curve/static_reencode"] = pre_r.curve(len(users), cfg.hr_bins)
+
+    # (b) timed replays with policy and online updates running, one per micro-batch size
+    bounded_slates = None
+    for batch in settings["batch_sizes"]:
+        n = limit1 if batch == 1 else len(users)
+        server = make_server(batch)
+        pre = Prequential(start_topk, has_history)
+        out = replay(server, users[:n], items[:n], batch, cfg.rate, pre, desc=f"online b={batch}")
+        lat_ms = 1e3 * out["latency_s"]
+        for q in (50, 95, 99):
+            metrics[f"latency_ms_p{q}/batch={batch}"] = float(np.percentile(lat_ms, q))
+        metrics[f"latency_ms_max/batch={batch}"] = float(lat_ms.max())
+        metrics[f"events_per_s/batch={batch}"] = float(n / out["total_s"])
+        metrics[f"cache_hit_rate/batch={batch}"] = server.table.hit_rate()
+        metrics[f"online_updates/batch={batch}"] = server.num_updates
+        curves[f"latency_ms/batch={batch}"] = lat_ms.astype(np.float32)
+        log(f"b={batch}: p50 {np.percentile(lat_ms, 50):.2f} ms, p99 {np.percentile(lat_ms, 99):.2f} ms, "
+            f"{n / out['total_s']:,.0f} events/s, hit rate {server.table.hit_rate():.3f}, HR@10 {pre.hr():.4f}")
+        if batch == biggest:
+            metrics["cache_hit_rate"] = server.table.hit_rate()
+            metrics["prequential_hr@10/online"] = pre.hr()
+            curves["hr_curve/online"] = pre.curve(len(users), cfg.hr_bins)
+            bounded_slates = out["slates"]
+
+    # (c) eviction: an unbounded cache must give the same slates; FIFO's hit rate as the baseline
+    n = min(limit1 if biggest == 1 else len(users), len(users))
+    unbounded = make_server(biggest, capacity=num_users)
+    out = replay(unbounded, users[:n], items[:n], biggest, 0.0, Prequential(start_topk, has_history),
+                 desc="unbounded cache")
+    same = np.all(out["slates"] == bounded_slates[:n], axis=1)
+    metrics["slates_identical_to_unbounded"] = float(same.mean())
+    fifo = make_server(biggest, eviction="fifo")
+    replay(fifo, users[:n], items[:n], biggest, 0.0, Prequential(start_topk, has_history), desc="fifo cache")
+    metrics["cache_hit_rate/fifo"] = fifo.table.hit_rate()
+    metrics["cache_capacity"] = capacity
+    metrics["num_users"] = num_users
+    metrics["stream_events"] = len(users)
+    log(f"slates identical to an unbounded cache: {same.mean():.4f}; hit rate LRU "
+        f"{metrics['cache_hit_rate']:.3f} vs FIFO {metrics['cache_hit_rate/fifo']:.3f}")
+
+    out_dir = Path(cfg.out)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        runs.write_json(tmp / "config.json", {"config": settings, "provenance": runs.provenance(),
+                                              "load_average": os.getloadavg()})
+        runs.write_json(tmp / "metrics.json", metrics)
+        np.savez(tmp / "curves.npz", **curves)
+        plot(metrics, curves, settings, tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return metrics
+
+
+def plot(metrics: dict, curves: dict, settings: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rec_jax.runs import save_figure
+
+    sizes = settings["batch_sizes"]
+    fig, (ax, ax_tp) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for q in (50, 95, 99):
+        ax.plot(sizes, [metrics[f"latency_ms_p{q}/batch={b}"] for b in sizes], marker="o", label=f"p{q}")
+    ax.set(xscale="log", yscale="log", xlabel="micro-batch size", ylabel="latency, arrival to slate (ms)",
+           title="latency (policy + online updates running)")
+    ax.legend()
+    ax_tp.plot(sizes, [metrics[f"events_per_s/batch={b}"] for b in sizes], marker="o")
+    ax_tp.set(xscale="log", yscale="log", xlabel="micro-batch size", ylabel="events / s", title="throughput")
+    save_figure(fig, out / "latency_vs_batch.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    bins = settings["hr_bins"]
+    x = (np.arange(bins) + 0.5) / bins
+    for name, label in (("online", "online head updates"), ("static", "static (no updates)"),
+                        ("static_reencode", "static, windowed re-encode")):
+        if f"hr_curve/{name}" in curves:
+            ax.plot(x, curves[f"hr_curve/{name}"], marker=".", label=label)
+    ax.set(xlabel="fraction of the replayed stream", ylabel="prequential HR@10",
+           title="next-item accuracy over time")
+    ax.legend()
+    save_figure(fig, out / "prequential_hr.png")
+
+
+def cli(argv: list[str] | None = None) -> int:
+    from rec_jax.cli import add_dataclass_options, apply_overrides, run_main
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_dataclass_options(parser, Config)
+    args = parser.parse_args(argv)
+    cfg = apply_overrides(Config(), args)
+    code = 0
+
+    def run():
+        main(cfg)
+
+    try:
+        run_main(run)
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
