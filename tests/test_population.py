@@ -91,8 +91,8 @@ def test_traced_dropout_matches_flax_dropout():
     x = jnp.arange(1.0, 1 + 4 * 64).reshape(4, 64)
     key = jax.random.key(3)
 
-    def apply(static_rate, traced_rate=None):
-        module = nn.Dropout(static_rate)
+    def apply(static_rate, traced_rate=None, broadcast_dims=()):
+        module = nn.Dropout(static_rate, broadcast_dims=broadcast_dims)
 
         def run(rate):
             if rate is None:
@@ -104,6 +104,8 @@ def test_traced_dropout_matches_flax_dropout():
 
     for rate in (0.0, 0.25, 0.6):
         np.testing.assert_allclose(apply(0.7, jnp.float32(rate)), apply(rate), rtol=1e-6)
+    # A mask shared along the last axis (negative index, as Flax allows).
+    np.testing.assert_allclose(apply(0.7, jnp.float32(0.25), (-1,)), apply(0.25, None, (-1,)), rtol=1e-6)
     dropped = np.mean(np.asarray(apply(0.7, jnp.float32(0.25))) == 0)
     assert 0.15 < dropped < 0.35  # 256 draws at p = 0.25
 

@@ -103,7 +103,8 @@ def _traced_dropout(module: nn.Dropout, rate, inputs, deterministic=None, rng=No
     keep_prob = 1.0 - jnp.clip(rate, 0.0, MAX_RATE)
     if rng is None:
         rng = module.make_rng(module.rng_collection)
-    shape = [1 if d in module.broadcast_dims else s for d, s in enumerate(inputs.shape)]
+    broadcast = {d % inputs.ndim for d in module.broadcast_dims}
+    shape = [1 if d in broadcast else s for d, s in enumerate(inputs.shape)]
     mask = jnp.broadcast_to(jax.random.bernoulli(rng, p=keep_prob, shape=shape), inputs.shape)
     return jax.lax.select(mask, inputs / keep_prob.astype(inputs.dtype), jnp.zeros_like(inputs))
 
