@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from experiments import ope_obd
+from rec_jax.data import is_fetched
 
 NUM_ACTIONS, N = 4, 90
 
@@ -61,3 +62,17 @@ def test_ope_obd_bad_log(tmp_path):
         ope_obd.cli(["--data", str(tmp_path / "obd"), "--campaigns", "all", "--directions", "random_from_bts",
                      "--resamples", "2", "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not is_fetched("obd"), reason="OBD not in cache ($REC_JAX_DATA); run python -m rec_jax.data fetch obd")
+def test_cached_logs_pass_checks_and_on_policy_ipw_is_the_mean():
+    """On the random log, IPW of the random policy has every weight 1: it is the logged CTR."""
+    from rec_jax import ope
+    from rec_jax.data import load_obd
+
+    for policy in ("random", "bts"):
+        log = load_obd(policy, "all")
+        uniform = np.full((len(log), log.num_actions), 1.0 / log.num_actions, np.float32)
+        d = ope.validate_log(log, pi_e=uniform)
+        if policy == "random":
+            np.testing.assert_allclose(float(ope.ipw(d)), log.reward.astype(np.float64).mean(), rtol=1e-5)
