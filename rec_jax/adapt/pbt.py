@@ -11,10 +11,14 @@ one ``vmap`` of ``engine.run_chunk``; every ``interval`` steps (default 50)
 * explore: each copied field is multiplied by a factor drawn from
   ``perturb_factors`` and clipped into its bounds.
 
-The members are parallel worlds: they start from the same users (one reset key),
-while the per-member run keys differ, so the click noise does. A member's env
-state (its users) is never copied, only what the policy learned and its params.
-The whole run (all intervals) is one ``lax.scan``.
+The members are parallel worlds on the same users (one reset key). With
+``same_noise`` (default) they also share the run key, so the env's randomness
+(drift steps, clicks) and the act draws are common random numbers: members
+differ only through their params, their ranking is not noise, and a copied
+policy state was learned on the same users' same drift. Without it each member
+gets its own run key (own clicks and own drift). A member's env state is never
+copied, only what the policy learned and its params. The whole run (all
+intervals) is one ``lax.scan``.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ class PBTConfig:
     interval: int = 50  # steps between exploit/explore rounds
     fraction: float = 0.25  # bottom fraction copies from the top fraction
     perturb_factors: tuple[float, ...] = (0.8, 1.25)  # explore: multiply a copied field by one of these
+    same_noise: bool = True  # members share the run key (common random numbers); False: own key each
 
     def validate(self) -> None:
         if not self.fields or not (len(self.fields) == len(self.low) == len(self.high)):
@@ -106,9 +111,10 @@ def make_pbt_run(engine: Run, config: PBTConfig) -> Callable:
     def pbt_run(key, population_params, env_params, num_rounds: int):
         m = jax.tree.leaves(population_params)[0].shape[0]
         pbt_key = jax.random.fold_in(key, 0x504254)
-        # One reset key for all members (same users); distinct run keys (own noise).
+        # One reset key for all members (same users); own run keys unless same_noise.
         pop = jax.vmap(engine.init_run, in_axes=(None, 0, None))(key, population_params, env_params)
-        pop = pop.replace(key=jax.vmap(lambda i: jax.random.fold_in(pop.key[0], i))(jnp.arange(m)))
+        if not config.same_noise:
+            pop = pop.replace(key=jax.vmap(lambda i: jax.random.fold_in(pop.key[0], i))(jnp.arange(m)))
         # A zero-step chunk settles the obs layout run_chunk carries (per-stream leaves).
         pop, _ = jax.vmap(lambda rs: engine.run_chunk(rs, 0))(pop)
 
