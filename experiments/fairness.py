@@ -62,12 +62,12 @@ class Config:
     model_dir: str | None = None  # a finished train_sequential.py run folder to load instead of training
     preset: str | None = None  # training preset (default ml100k-sasrec; tiny-sasrec for synthetic data)
     epochs: int | None = None  # training epochs (default 30 with early stopping, quick 3)
-    lambdas: str = "0.0,0.3,1.0,3.0,10.0,30.0"  # controller strengths of the offline re-ranker
+    lambdas: str = "0.0,1.0,3.0,10.0,30.0,100.0,300.0,1000.0"  # controller strengths of the offline re-ranker
     seeds: int = 5  # bootstrap resamples of the test users (random serving order each); CIs over them
     slate_size: int = 10  # K of the offline top-K lists
     head_fraction: float = 0.2  # share of items (most interactions) counted as popular; the rest is the long tail
-    sim_lambdas: str = "0.0,0.3,1.0,3.0,10.0,30.0"  # controller strengths of the fair_exposure policy online
-    sim_streams: int | None = None  # simulated users per seed (default 128, quick 64)
+    sim_lambdas: str = "0.0,1.0,3.0,10.0,30.0,100.0"  # controller strengths of the fair_exposure policy online
+    sim_streams: int | None = None  # simulated users per seed (default 128, quick 32)
     sim_steps: int | None = None  # steps per simulated user (default 300, quick 100)
     sim_slate_size: int = 5  # K of the simulator's slates (PBM clicks)
     seed: int = 0  # root seed (training, resamples, simulation)
@@ -89,7 +89,7 @@ def resolve(cfg: Config) -> dict:
     sim_lambdas = parse_floats(cfg.sim_lambdas, "--sim-lambdas")
     preset = cfg.preset or ("ml100k-sasrec" if cfg.data == "ml-100k" else "tiny-sasrec")
     epochs = cfg.epochs if cfg.epochs is not None else (3 if cfg.quick else 30)
-    streams = cfg.sim_streams if cfg.sim_streams is not None else (64 if cfg.quick else 128)
+    streams = cfg.sim_streams if cfg.sim_streams is not None else (32 if cfg.quick else 128)
     steps = cfg.sim_steps if cfg.sim_steps is not None else (100 if cfg.quick else 300)
     if cfg.seeds < 2:
         raise ValueError(f"--seeds: expected >= 2 (a CI needs two), got {cfg.seeds}")
@@ -170,7 +170,7 @@ def offline_study(settings: dict, prepared, scores: np.ndarray, groups: dict) ->
     group_arrays = {name: jnp.asarray(g, jnp.int32) for name, (g, _) in groups.items()}
     group_sizes = {name: len(names) for name, (_, names) in groups.items()}
 
-    def one(key, lam):
+    def one(key, lam, s, excluded, targets, popular, group_arrays):
         resample_key, order_key = jax.random.split(key)
         users = jax.random.randint(resample_key, (num_users,), 0, num_users)  # bootstrap
         order = jax.random.permutation(order_key, users)
@@ -192,8 +192,10 @@ def offline_study(settings: dict, prepared, scores: np.ndarray, groups: dict) ->
     keys = jax.random.split(jax.random.fold_in(jax.random.key(settings["seed"]), 1), settings["seeds"])
     lams = jnp.asarray(settings["lambdas"], jnp.float32)
     # Both axes vmapped in one jit: the seed's resample is shared by every lambda (paired comparison).
-    run = jax.jit(jax.vmap(lambda key: jax.vmap(lambda lam: one(key, lam))(lams)))
-    return {k_: np.asarray(v, np.float64) for k_, v in jax.device_get(run(keys)).items()}
+    # The arrays are jit arguments, not closed-over constants, which XLA would try to constant-fold.
+    run = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0) + (None,) * 5), in_axes=(0, None) + (None,) * 5))
+    out = run(keys, lams, s, excluded, targets, popular, group_arrays)
+    return {k_: np.asarray(v, np.float64) for k_, v in jax.device_get(out).items()}
 
 
 # ----------------------------------------------------------------------------- simulator
@@ -221,7 +223,7 @@ def sim_study(settings: dict) -> dict[str, np.ndarray]:
     engine.validate(params, env_params)
     steps = settings["sim_steps"]
 
-    def one(key, lam):
+    def one(key, lam, env_params):
         state, m = engine.run(key, params.replace(lam=lam), env_params, steps)
         # Exposure as the users saw it: the env's per-stream show counts are unweighted, so
         # weight by slot through the policy's shared position-weighted tally.
@@ -230,8 +232,8 @@ def sim_study(settings: dict) -> dict[str, np.ndarray]:
 
     keys = jax.random.split(jax.random.fold_in(jax.random.key(settings["seed"]), 2), settings["seeds"])
     lams = jnp.asarray(settings["sim_lambdas"], jnp.float32)
-    run = jax.jit(jax.vmap(lambda key: jax.vmap(lambda lam: one(key, lam))(lams)))
-    return {k_: np.asarray(v, np.float64) for k_, v in jax.device_get(run(keys)).items()}
+    run = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0, None)), in_axes=(0, None, None)))
+    return {k_: np.asarray(v, np.float64) for k_, v in jax.device_get(run(keys, lams, env_params)).items()}
 
 
 # ----------------------------------------------------------------------------- record
