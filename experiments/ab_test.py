@@ -1,6 +1,6 @@
 """A/B test of two bandit policies in the simulator, and an A/A check of peeking.
 
-    python experiments/ab_test.py --quick                     # about 90 s on 2 cores
+    python experiments/ab_test.py --quick                     # about 1 CPU-minute
     python experiments/ab_test.py --data synthetic --quick    # no MovieLens needed
     python -m experiments.ab_test --control random --treatment linucb --batches 30
 

@@ -1,6 +1,6 @@
 """Fairness of exposure: NDCG@10 against the Gini of exposure offline, CTR against Gini online.
 
-    python experiments/fairness.py --quick                     # about 90 s of CPU on 2 cores
+    python experiments/fairness.py --quick                     # about 2 CPU-minutes (3 training epochs)
     python experiments/fairness.py --data synthetic --quick    # no MovieLens needed
     python -m experiments.fairness --model-dir runs/train_sequential/ml100k-sasrec --seeds 10
 
