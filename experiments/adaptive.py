@@ -1,8 +1,8 @@
 """Fixed exploration settings against adaptive regulation, without drift, with gradual and with abrupt drift.
 
-    python experiments/adaptive.py --quick          # a few minutes on 2 cores
-    python experiments/adaptive.py                  # full size
-    python -m experiments.adaptive --seeds 10 --steps 6000
+    python -m experiments.adaptive --quick          # 5 seeds, T = 2000, 32 streams: minutes on 2 cores
+    python -m experiments.adaptive                  # 10 seeds, T = 4000, 64 streams
+    python -m experiments.adaptive --seeds 20 --steps 6000
 
 Environment: the semi-synthetic recommender (``synthetic_recsys``: a random
 ground truth of ``--num-users`` users, ``--num-items`` items, width ``--dim``;
@@ -13,7 +13,8 @@ are data, so all three run in one jit):
 * ``stationary``:    tastes fixed;
 * ``gradual_drift``: each user's vector takes a Gaussian random-walk step of std
   ``--drift-std`` per step (per coordinate; the vectors' coordinates have std
-  ~0.7, so a user's taste is replaced within ~(0.7 / drift_std)^2 steps);
+  ~0.7, so a user's taste is replaced within ~(0.7 / drift_std)^2 steps; the
+  walk also lengthens the vector, so the best items' CTRs, and all rewards, rise);
 * ``abrupt_drift``:  at step T/2 every user's taste is negated (u <- -u): the
   best items become among the worst, and a policy's statistics are stale.
 
@@ -24,8 +25,9 @@ Variants (the fixed settings are exactly the meta-bandits' grid):
                                every ``--period`` steps for all streams (rec_jax.adapt.meta_run);
 * ``adaptive_meta_exp3``       the same with EXP3;
 * ``adaptive_pbt``             PBT over epsilon: ``--pbt-members`` members (parallel worlds on
-                               the same users), exploit/explore every ``--pbt-interval`` steps;
-                               its reward is the mean over members (rec_jax.adapt.pbt);
+                               the same users with common random numbers), exploit/explore
+                               every ``--pbt-interval`` steps; its reward is the mean over
+                               members (rec_jax.adapt.pbt);
 * ``adaptive_drift_reset``     epsilon ``--drift-epsilon`` with a Page-Hinkley detector on each
                                stream's reward (falls only, false-alarm probability
                                ``--false-alarm`` over the horizon); on alarm it forgets its
@@ -68,7 +70,7 @@ class Config:
     """Adaptive regulation study: fixed epsilons vs meta-bandits, PBT and drift detection."""
 
     out: Path = Path("runs/adaptive")  # run folder (replaced atomically at the end)
-    seeds: int = 5  # seeds averaged (95% CI over them); vmapped in one jit per method
+    seeds: int | None = None  # seeds averaged (95% CI over them; default 10, quick 5); vmapped in one jit per method
     quick: bool = False  # small size: fewer steps and streams, smaller PBT population
     steps: int | None = None  # T steps per stream (default 4000, quick 2000); a multiple of period and pbt_interval
     streams: int | None = None  # S users per seed (default 64, quick 32)
@@ -104,8 +106,9 @@ def resolve(cfg: Config) -> dict:
     steps = cfg.steps if cfg.steps is not None else (2000 if cfg.quick else 4000)
     streams = cfg.streams if cfg.streams is not None else (32 if cfg.quick else 64)
     members = cfg.pbt_members if cfg.pbt_members is not None else (8 if cfg.quick else 16)
-    if cfg.seeds < 2:
-        raise ValueError(f"--seeds: expected >= 2 (a CI needs two), got {cfg.seeds}")
+    seeds = cfg.seeds if cfg.seeds is not None else (5 if cfg.quick else 10)
+    if seeds < 2:
+        raise ValueError(f"--seeds: expected >= 2 (a CI needs two), got {seeds}")
     if streams < 1 or members < 2 or cfg.period < 1 or cfg.pbt_interval < 1:
         raise ValueError(f"--streams/--pbt-members/--period/--pbt-interval: expected >= 1, >= 2, >= 1, >= 1; got "
                          f"{streams}, {members}, {cfg.period}, {cfg.pbt_interval}")
@@ -116,7 +119,7 @@ def resolve(cfg: Config) -> dict:
         raise ValueError(f"--false-alarm: expected in (0, 1), got {cfg.false_alarm}")
     names = [f"fixed_eps_{e:g}" for e in grid] + [f"adaptive_meta_{m}" for m in META_METHODS] + [
         "adaptive_pbt", "adaptive_drift_reset"]
-    return dict(dataclasses.asdict(cfg), out=str(cfg.out), grid=grid, steps=steps, streams=streams,
+    return dict(dataclasses.asdict(cfg), out=str(cfg.out), grid=grid, seeds=seeds, steps=steps, streams=streams,
                 pbt_members=members, shift_step=steps // 2, variants=names)
 
 
