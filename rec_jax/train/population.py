@@ -257,6 +257,7 @@ class PopulationResult:
     epochs_run: int  # epochs the population ran (the longest member)
     history: dict[str, np.ndarray]  # "train_loss", "valid_ndcg@10": f64[E, P]; "epoch_s", "eval_s": f64[E]
     compile_s: float  # 0 when the epoch came compiled from ``cache``
+    steps_per_epoch: int  # optimizer steps per epoch (shared by all members)
 
     @property
     def best_member(self) -> int:
@@ -349,7 +350,7 @@ def fit_population(
         bar.close()
     return PopulationResult(hparams=hparams, best_params=best_params, best_epoch=best_epoch,
                             best_metric=best_metric, stopped_epoch=stopped_epoch, epochs_run=epoch,
-                            history=history, compile_s=compile_s)
+                            history=history, compile_s=compile_s, steps_per_epoch=-(-num_windows // batch_size))
 
 
 def member_params(stacked, i: int):
