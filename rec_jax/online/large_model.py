@@ -18,14 +18,18 @@ from rec_jax.policies.model_backed import ModelBackedParams, init_view, make_mod
 
 # Named exploration variants on top of the model: (registry policy, param overrides, engine mode).
 # "exploit" shows the model's own top-K: the offline model, purely exploited.
+# The linear heads use a prior worth ~100 observations around the model's ranking
+# (reg = 100) and small posterior noise: with reg = 1 / scale = 0.5 the initial
+# exploration noise (~0.5 |x|) swamps the model's score gaps and the head starts
+# out near-random (measured: below exploit; see the README's large-model section).
 VARIANTS: dict[str, tuple[str, dict, str]] = {
     "exploit": ("score_epsilon_greedy", {"epsilon": 0.0}, "shared"),
     "epsilon_greedy": ("score_epsilon_greedy", {"epsilon": 0.05}, "shared"),
     "softmax": ("score_softmax", {"temperature": 0.5, "num_mc_samples": 1}, "shared"),
-    "neural_linear_ts": ("neural_linear_ts", {"num_mc_samples": 1}, "shared"),
-    "neural_linear_ucb": ("neural_linear_ucb", {}, "shared"),
-    "neural_linear_ts_per_user": ("neural_linear_ts", {"num_mc_samples": 1}, "per_stream"),
-    "bootstrapped_heads": ("bootstrapped_heads", {}, "shared"),
+    "neural_linear_ts": ("neural_linear_ts", {"num_mc_samples": 1, "reg": 100.0, "scale": 0.1}, "shared"),
+    "neural_linear_ucb": ("neural_linear_ucb", {"reg": 100.0, "alpha": 0.1}, "shared"),
+    "neural_linear_ts_per_user": ("neural_linear_ts", {"num_mc_samples": 1, "reg": 100.0, "scale": 0.1}, "per_stream"),
+    "bootstrapped_heads": ("bootstrapped_heads", {"reg": 100.0}, "shared"),
 }
 
 
