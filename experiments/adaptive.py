@@ -24,10 +24,10 @@ Variants (the fixed settings are exactly the meta-bandits' grid):
 * ``adaptive_meta_ts``         a discounted-Thompson meta-bandit picks epsilon from the grid
                                every ``--period`` steps for all streams (rec_jax.adapt.meta_run);
 * ``adaptive_meta_exp3``       the same with EXP3;
-* ``adaptive_pbt``             PBT over epsilon: ``--pbt-members`` members (parallel worlds on
-                               the same users with common random numbers), exploit/explore
-                               every ``--pbt-interval`` steps; its reward is the mean over
-                               members (rec_jax.adapt.pbt);
+* ``adaptive_pbt``             PBT over epsilon in [min(grid), max(grid)]: ``--pbt-members``
+                               members (parallel worlds on the same users, own noise),
+                               exploit/explore every ``--pbt-interval`` steps; its reward is
+                               the mean over members (rec_jax.adapt.pbt);
 * ``adaptive_drift_reset``     epsilon ``--drift-epsilon`` with a Page-Hinkley detector on each
                                stream's reward (falls only, false-alarm probability
                                ``--false-alarm`` over the horizon); on alarm it forgets its
@@ -211,7 +211,8 @@ def run_all(settings: dict) -> dict[str, np.ndarray]:
         out[f"trace/meta_{method}/epsilon"] = np.asarray(grid, np.float32)[arm]  # [3, seeds, P]
 
     m = settings["pbt_members"]
-    pbt = make_pbt_run(engine, PBTConfig(fields=("epsilon",), low=(1e-3,), high=(1.0,),
+    # PBT searches the grid's range, the meta-bandits' search space.
+    pbt = make_pbt_run(engine, PBTConfig(fields=("epsilon",), low=(min(grid),), high=(max(grid),),
                                          interval=settings["pbt_interval"]))
     pop = _eps(jnp.asarray([grid[i % len(grid)] for i in range(m)], jnp.float32))
     pop = pop.replace(decay=jnp.zeros((m,), jnp.float32), initial_value=jnp.zeros((m,), jnp.float32))

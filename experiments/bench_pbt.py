@@ -61,8 +61,9 @@ def main(cfg: Config) -> dict:
 
     @jax.jit
     def plain(key):
-        # The population PBT starts from (same_noise: the members share the run key, batched).
+        # The population PBT starts from: same users, a run key per member.
         members = jax.vmap(engine.init_run, in_axes=(None, 0, None))(key, pop, env_params)
+        members = members.replace(key=jax.vmap(lambda i: jax.random.fold_in(members.key[0], i))(jnp.arange(m)))
         _, metrics = jax.vmap(lambda rs: engine.run_chunk(rs, cfg.steps))(members)
         return metrics["reward"].mean(axis=2).T  # [T, M]
 

@@ -55,7 +55,7 @@ def test_pbt_run_keeps_population_and_runs_in_one_jit():
     policy, _ = make_policy("epsilon_greedy", spec)
     engine = make_run(EngineConfig(num_streams=2), policy, sim, spec=spec)
     m, interval, rounds = 4, 5, 3
-    pbt = make_pbt_run(engine, PBTConfig(interval=interval))
+    pbt = make_pbt_run(engine, PBTConfig(interval=interval, same_noise=True))
     pop = EpsilonGreedyParams(epsilon=jnp.array([0.5, 0.5, 0.1, 1.0]), decay=jnp.zeros(m), initial_value=jnp.zeros(m))
     run = jax.jit(pbt, static_argnums=3)
     final, out = run(jax.random.key(0), pop, env_params, rounds)

@@ -11,12 +11,12 @@ one ``vmap`` of ``engine.run_chunk``; every ``interval`` steps (default 50)
 * explore: each copied field is multiplied by a factor drawn from
   ``perturb_factors`` and clipped into its bounds.
 
-The members are parallel worlds on the same users (one reset key). With
-``same_noise`` (default) they also share the run key, so the env's randomness
-(drift steps, clicks) and the act draws are common random numbers: members
-differ only through their params, their ranking is not noise, and a copied
-policy state was learned on the same users' same drift. Without it each member
-gets its own run key (own clicks and own drift). A member's env state is never
+The members are parallel worlds on the same users (one reset key), each with
+its own run key (own clicks, own drift steps). With ``same_noise`` they share the
+run key too (common random numbers): members differ only through their params,
+but copies are then exact clones that act alike, and the population loses its
+diversity (in experiments/adaptive.py that cost it most of its reward after an
+abrupt drift), so it is off by default. A member's env state is never
 copied, only what the policy learned and its params. The whole run (all
 intervals) is one ``lax.scan``.
 """
@@ -42,7 +42,7 @@ class PBTConfig:
     interval: int = 50  # steps between exploit/explore rounds
     fraction: float = 0.25  # bottom fraction copies from the top fraction
     perturb_factors: tuple[float, ...] = (0.8, 1.25)  # explore: multiply a copied field by one of these
-    same_noise: bool = True  # members share the run key (common random numbers); False: own key each
+    same_noise: bool = False  # True: members share the run key (common random numbers); False: own key each
 
     def validate(self) -> None:
         if not self.fields or not (len(self.fields) == len(self.low) == len(self.high)):
