@@ -299,9 +299,9 @@ def main(cfg: Config, log=print) -> dict:
     def make_server(batch: int, **changes) -> Server:
         scfg = dataclasses.replace(base, batch_size=batch, **changes)
         # share jitted functions between servers of one batch size (jit caches by shape)
-        fns = compiled.setdefault(("server", scfg.policy), None)
+        fns = compiled.setdefault(("server", scfg.policy, scfg.update_every), None)
         server = Server(model, params, histories, scfg, serve_key, compiled=fns)
-        compiled[("server", scfg.policy)] = server.fns
+        compiled[("server", scfg.policy, scfg.update_every)] = server.fns
         server.warmup()
         return server
 
@@ -317,7 +317,7 @@ def main(cfg: Config, log=print) -> dict:
     # (a) static model, incremental vs full re-encode, side by side on the same micro-batches
     for batch in sorted({1, biggest}):
         n = limit1 if batch == 1 else len(users)
-        server = make_server(batch, online=False)
+        server = make_server(batch, online=False, pad_to_full=True)  # B-row steps: the cost of a full batch
         reencoder = Reencoder(server, compiled=compiled.get(("reencode", cfg.policy)))
         compiled[("reencode", cfg.policy)] = reencoder.fn
         pre, pre_r = Prequential(start_topk, has_history), Prequential(start_topk_reencode, has_history)
@@ -330,6 +330,7 @@ def main(cfg: Config, log=print) -> dict:
         metrics[f"incremental_speedup/batch={batch}"] = float(full_ms / inc_ms)
         metrics[f"step_ms_median/incremental/batch={batch}"] = float(inc_ms)
         metrics[f"step_ms_median/reencode/batch={batch}"] = float(full_ms)
+        metrics[f"step_capacity_events_per_s/batch={batch}"] = float(1e3 * batch / inc_ms)
         log(f"b={batch}: incremental step {inc_ms:.2f} ms, full re-encode {full_ms:.2f} ms "
             f"-> speedup {full_ms / inc_ms:.1f}x")
         if batch == biggest:
@@ -353,6 +354,9 @@ def main(cfg: Config, log=print) -> dict:
         metrics[f"events_per_s/batch={batch}"] = float(n / out["total_s"])
         metrics[f"cache_hit_rate/batch={batch}"] = server.table.hit_rate()
         metrics[f"online_updates/batch={batch}"] = server.num_updates
+        metrics[f"update_ms_median/batch={batch}"] = float(1e3 * np.median(server.update_s)) if server.update_s \
+            else float("nan")
+        metrics[f"mean_micro_batch/batch={batch}"] = float(np.mean(out["batch_len"]))
         curves[f"latency_ms/batch={batch}"] = lat_ms.astype(np.float32)
         log(f"b={batch}: p50 {np.percentile(lat_ms, 50):.2f} ms, p99 {np.percentile(lat_ms, 99):.2f} ms, "
             f"{n / out['total_s']:,.0f} events/s, hit rate {server.table.hit_rate():.3f}, HR@10 {pre.hr():.4f}")

@@ -40,6 +40,7 @@ class ServerConfig:
     update_every: int = 256  # M: events between online updates
     learning_rate: float = 1e-3  # Adam step size of the online head update
     update_steps: int = 1  # Adam steps per online update
+    pad_to_full: bool = False  # pad every micro-batch to batch_size rows (else to the next power of 4)
 
 
 def _bucket(n: int, cap: int) -> int:
@@ -64,6 +65,21 @@ def policy_and_params(cfg: ServerConfig, num_items: int):
     if cfg.policy == "softmax":
         params = params.replace(temperature=cfg.temperature)
     return policy, params
+
+
+def row_buckets(batch_size: int, pad_to_full: bool) -> list[int]:
+    """The row counts a serving step is compiled for: powers of 4 up to B (and B)."""
+    if pad_to_full:
+        return [batch_size]
+    sizes, size = [], 1
+    while size < batch_size:
+        sizes.append(size)
+        size *= 4
+    return sizes + [batch_size]
+
+
+def rows_for(b: int, buckets: list[int]) -> int:
+    return next(size for size in buckets if size >= b)
 
 
 class Server:
@@ -97,6 +113,8 @@ class Server:
         self.num_updates = 0
         self.rebuilt_rows = 0
         self.last_step_s = float("nan")  # device step only (no host bookkeeping, no rebuild)
+        self.update_s: list[float] = []  # wall time of each online update
+        self.buckets = row_buckets(cfg.batch_size, cfg.pad_to_full)
 
     def warmup(self) -> None:
         """Compile every shape the serving loop uses, touching only the trash row / user."""
@@ -105,13 +123,13 @@ class Server:
                 self.store = self.fns["rebuild"](
                     self.params, self.store, np.full(m, self.table.trash_row, np.int32),
                     np.zeros((m, self.inc.rebuild_len), np.int32), np.zeros(m, np.int32))
-        big_b = self.cfg.batch_size
-        pad = np.full(big_b, self.table.trash_row, np.int32)
-        served, self.store, self.seen, self.feedback = self.fns["recommend"](
-            self.params, self.head, self.policy_params, self.store, self.seen, self.feedback, self.key,
-            pad, np.full(big_b, self.num_users, np.int32), np.ones(big_b, np.int32),
-            np.zeros(big_b, np.int32), np.zeros(big_b, bool))
-        jax.block_until_ready(served.slate)
+        for big_b in self.buckets:
+            pad = np.full(big_b, self.table.trash_row, np.int32)
+            served, self.store, self.seen, self.feedback = self.fns["recommend"](
+                self.params, self.head, self.policy_params, self.store, self.seen, self.feedback, self.key,
+                pad, np.full(big_b, self.num_users, np.int32), np.ones(big_b, np.int32),
+                np.zeros(big_b, np.int32), np.zeros(big_b, bool))
+            jax.block_until_ready(served.slate)
         if self.cfg.online:  # the result is discarded: the head is untouched
             jax.block_until_ready(self.fns["updater"].update(self.head_state, self.feedback))
 
@@ -134,9 +152,10 @@ class Server:
     def serve(self, users, items, event_ids):
         """Serve one micro-batch (distinct users, b <= B): numpy (slate, propensity, topk)."""
         users = np.asarray(users, np.int64)
-        b, big_b = len(users), self.cfg.batch_size
-        if b > big_b:
-            raise ValueError(f"serve: micro-batch of {b} events exceeds batch_size={big_b}")
+        b = len(users)
+        if b > self.cfg.batch_size:
+            raise ValueError(f"serve: micro-batch of {b} events exceeds batch_size={self.cfg.batch_size}")
+        big_b = rows_for(b, self.buckets)
         slots, miss = self.table.assign(users)
         if miss.any():
             self._rebuild(users[miss], slots[miss])
@@ -160,8 +179,10 @@ class Server:
         """One online head update if M events came since the last one (and online is on)."""
         if not self.cfg.online or self.since_update < self.cfg.update_every:
             return False
+        start = time.perf_counter()
         self.head_state, loss = self.fns["updater"].update(self.head_state, self.feedback)
         jax.block_until_ready(loss)
+        self.update_s.append(time.perf_counter() - start)
         self.since_update = 0
         self.num_updates += 1
         return True
@@ -188,7 +209,8 @@ class Reencoder:
     def serve(self, users, items, event_ids):
         s = self.server
         users = np.asarray(users, np.int64)
-        b, big_b = len(users), s.cfg.batch_size
+        b = len(users)
+        big_b = rows_for(max(b, 1), s.buckets)
         pad = big_b - b
         windows = np.zeros((big_b, s.model.config.max_len), np.int32)
         windows[:b] = s.history.tails(users, s.model.config.max_len)
