@@ -30,7 +30,7 @@ import optax
 
 from rec_jax.online.engine import Run, RunState
 from rec_jax.online.objectives import click_loss, reinforce_loss
-from rec_jax.policies.model_backed import item_view, user_states
+from rec_jax.policies.model_backed import item_table, shown_scores, user_states
 
 OBJECTIVES = ("none", "ctr", "reinforce")
 TRAINABLE = ("full", "adapter")
@@ -74,18 +74,18 @@ def make_window_loss(model, config: OnlineLearningConfig, num_items: int, slate_
         actions = log["action"].reshape(hist.shape[0], slate_size)  # [B, K]
         rewards = log["slot_rewards"].reshape(hist.shape[0], slate_size)
         h = user_states(model, view, hist)
-        scores, _ = item_view(model, view, h, num_items)  # [B, N]
         if config.objective == "ctr":
-            shown = jnp.take_along_axis(scores, actions, axis=-1)
+            shown = shown_scores(model, view, h, actions, num_items)
             return click_loss(shown, view["head"]["pos"], (rewards > 0).astype(jnp.float32))
+        scores = (h * view["head"]["w"]) @ item_table(model, view, num_items).T + view["head"]["b"]  # [B, N]
         prop = log["propensity"].reshape(hist.shape[0], slate_size)
-        b, k = actions.shape
-        logits = jnp.repeat(scores / config.temperature, k, axis=0)  # one row per (event, slot)
-        return reinforce_loss(
-            logits, actions.reshape(-1), rewards.reshape(-1), prop.reshape(-1),
-            cap=config.cap, slate_size=slate_size if config.topk_correction else 1,
-            baseline=jnp.mean(rewards),
-        )
+        # One softmax row per event, shared by its K slots (no [B*K, N] copy).
+        return jnp.mean(jax.vmap(
+            lambda logit_k, a_k, r_k, p_k: reinforce_loss(
+                logit_k, a_k, r_k, p_k, cap=config.cap,
+                slate_size=slate_size if config.topk_correction else 1, baseline=jnp.mean(rewards)),
+            in_axes=(None, 1, 1, 1),
+        )(scores / config.temperature, actions, rewards, prop))
 
     return loss
 

@@ -63,11 +63,25 @@ def user_states(model, view: dict, histories: jax.Array) -> jax.Array:
 
 
 def item_view(model, view: dict, h: jax.Array, num_items: int) -> tuple[jax.Array, jax.Array]:
-    """(scores f32[..., N], features f32[..., N, D]) for user states ``h`` f32[..., D]."""
-    emb = model.item_embeddings(view["encoder"])[1 : num_items + 1]  # env item n = data id n + 1
+    """(scores f32[..., N], features f32[..., N, D]) for user states ``h`` f32[..., D].
+
+    The scores are one matmul, (h * w) E^T + b, never through the [..., N, D]
+    features (which XLA drops when the caller does not use them)."""
+    emb = item_table(model, view, num_items)
     features = h[..., None, :] * emb
-    scores = features @ view["head"]["w"] + view["head"]["b"]
+    scores = (h * view["head"]["w"]) @ emb.T + view["head"]["b"]
     return scores, features
+
+
+def item_table(model, view: dict, num_items: int) -> jax.Array:
+    """f32[N, D] output embeddings of env items 0..N-1 (env item n = data item id n + 1)."""
+    return model.item_embeddings(view["encoder"])[1 : num_items + 1]
+
+
+def shown_scores(model, view: dict, h: jax.Array, items: jax.Array, num_items: int) -> jax.Array:
+    """f32[B, K] scores of ``items`` int32[B, K] for user states f32[B, D] (no [B, N] work)."""
+    emb = item_table(model, view, num_items)[items]  # [B, K, D]
+    return jnp.einsum("bd,bkd->bk", h * view["head"]["w"], emb) + view["head"]["b"]
 
 
 def model_observation(model, view: dict, obs: Observation) -> Observation:
