@@ -22,6 +22,9 @@ def full_softmax_ce(logits: jax.Array, targets: jax.Array, loss_mask: jax.Array)
     logits = jnp.where(not_pad, logits, -jnp.inf)
     target_logit = jnp.sum(jnp.where(jax.nn.one_hot(targets, num_classes, dtype=bool), logits, 0.0), axis=-1)
     per_position = jax.nn.logsumexp(logits, axis=-1) - target_logit
+    # A padding target has target_logit = -inf: select (not multiply) so inf * 0 never
+    # makes a NaN (XLA happened to fold it away under jit, but not eagerly or under vmap).
+    per_position = jnp.where(loss_mask, per_position, 0.0)
     weight = loss_mask.astype(jnp.float32)
     return jnp.sum(per_position * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
