@@ -64,8 +64,10 @@ class Config:
     steps: int | None = None  # horizon T (default 1000, quick 300); drift at T/2
     streams: int | None = None  # S simulated users per seed (default 64, quick 32)
     update_every: int | None = None  # M steps per replay window / update (default 50, quick 25)
-    grad_steps: int = 2  # Optax steps per window
-    learning_rate: float = 3e-3  # Adam step size of the online updates
+    grad_steps: int = 1  # Optax steps per window
+    learning_rate: float = 1e-3  # Adam step size of the online updates
+    head_scale: float = 0.1  # initial head w = head_scale * 1 (same ranking as the model; calibrated logits)
+    head_bias: float = -2.0  # initial head bias, about logit of a top slot's CTR
     epsilon: float = 0.05  # exploration of the acting policy (gives REINFORCE its off-policy data)
     slate_size: int = 5  # K items per slate
     cap: float = 10.0  # REINFORCE importance-weight cap
@@ -98,7 +100,8 @@ def run_variant(variant, scenario, model, encoder_params, sim, env_params, setti
 
     k, steps = settings["slate_size"], settings["steps"]
     policy, params, spec, _ = model_policy("epsilon_greedy", model, encoder_params, sim.num_items, k,
-                                           jax.random.key(1), {"epsilon": settings["epsilon"]})
+                                           jax.random.key(1), {"epsilon": settings["epsilon"]},
+                                           head_scale=settings["head_scale"], head_bias=settings["head_bias"])
     engine = make_run(EngineConfig(num_streams=settings["streams"], slate_size=k, mode="shared", log_tuples=True,
                                    log_context="history", log_marginal=False), policy, sim, spec=spec)
     if scenario == "abrupt_drift":

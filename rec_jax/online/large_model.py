@@ -63,14 +63,15 @@ def model_env(seqs, ground_truth, max_len: int, slate_size: int, **env_kwargs):
 
 
 def model_policy(variant: str, model, encoder_params, num_items: int, slate_size: int, key: jax.Array,
-                 overrides: dict | None = None):
-    """(Policy, ModelBackedParams, PolicySpec, engine mode) of a named variant."""
+                 overrides: dict | None = None, **view_kwargs):
+    """(Policy, ModelBackedParams, PolicySpec, engine mode) of a named variant;
+    ``view_kwargs`` go to :func:`rec_jax.policies.model_backed.init_view`."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown model-backed policy {variant!r}; expected one of {', '.join(VARIANTS)}")
     name, defaults, mode = VARIANTS[variant]
     spec = model_spec(model, encoder_params, num_items, slate_size)
     base, base_params = make_policy(name, spec)
     base_params = base_params.replace(**{**defaults, **(overrides or {})})
-    params = ModelBackedParams(view=init_view(model, encoder_params, key, slate_size), base=base_params)
+    params = ModelBackedParams(view=init_view(model, encoder_params, key, slate_size, **view_kwargs), base=base_params)
     params.validate(spec)
     return make_model_backed(base, model), params, spec, mode

@@ -16,7 +16,7 @@ parameters left alone. The view's extra parameters start as the identity:
 
 * ``adapter``: a residual bottleneck ``h + relu(h A) B`` with ``B = 0`` at init
   (the parameter-efficient option: train only it and the head);
-* ``head``: ``w = 1``, ``b = 0`` (so scores are the model's own tied logits), plus
+* ``head``: ``w = 1``, ``b = 0`` by default (scores are the model's own tied logits), plus
   per-slot logits ``pos`` used only by the click loss (position bias of the feed).
 """
 from __future__ import annotations
@@ -42,8 +42,13 @@ class ModelBackedParams:
             raise ValueError("ModelBackedParams.view: expected the dict from init_view(...)")
 
 
-def init_view(model, encoder_params, key: jax.Array, slate_size: int, adapter_rank: int = 8) -> dict:
-    """The trainable view around ``encoder_params``: identity adapter, identity head."""
+def init_view(model, encoder_params, key: jax.Array, slate_size: int, adapter_rank: int = 8,
+              head_scale: float = 1.0, head_bias: float = 0.0) -> dict:
+    """The trainable view around ``encoder_params``: identity adapter, head ``w = head_scale * 1``,
+    ``b = head_bias``. Any ``head_scale > 0`` ranks exactly like the model; a click objective
+    wants it small and ``head_bias`` near logit(CTR), so that sigmoid(score) starts near the
+    observed click rates instead of ~1 (raw logits of top items are ~5-10), which would push
+    every shown item down (the unshown items get no gradient) and wreck the ranking."""
     d = model.item_embeddings(encoder_params).shape[-1]
     return {
         "encoder": encoder_params,
@@ -51,7 +56,7 @@ def init_view(model, encoder_params, key: jax.Array, slate_size: int, adapter_ra
             "down": jax.random.normal(key, (d, adapter_rank), jnp.float32) / jnp.sqrt(d),
             "up": jnp.zeros((adapter_rank, d), jnp.float32),
         },
-        "head": {"w": jnp.ones((d,), jnp.float32), "b": jnp.zeros((), jnp.float32),
+        "head": {"w": jnp.full((d,), head_scale, jnp.float32), "b": jnp.asarray(head_bias, jnp.float32),
                  "pos": jnp.zeros((slate_size,), jnp.float32)},
     }
 
