@@ -1,0 +1,48 @@
+"""experiments/realtime.py end to end at a tiny size (synthetic data), and its errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from experiments import realtime
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_realtime_end_to_end_tiny(tmp_path):
+    out = tmp_path / "run"
+    argv = ["--data", "synthetic", "--preset", "tiny-sasrec", "--epochs", "1", "--out", str(out),
+            "--max-events", "120", "--max-events-batch1", "24", "--batch-sizes", "1,4", "--update-every", "4",
+            "--hr-bins", "4"]
+    assert realtime.cli(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for b in (1, 4):
+        for key in ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "events_per_s", "incremental_speedup"):
+            assert np.isfinite(metrics[f"{key}/batch={b}"]), key
+    for key in ("cache_hit_rate", "prequential_hr@10/online", "prequential_hr@10/static",
+                "prequential_hr@10/static_reencode"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    curves = np.load(out / "curves.npz")
+    for b in (1, 4):
+        lat = curves[f"latency_ms/batch={b}"]
+        assert len(lat) == (24 if b == 1 else 120)
+        np.testing.assert_allclose(metrics[f"latency_ms_p99/batch={b}"], np.percentile(lat, 99), rtol=1e-5)
+    assert curves["hr_curve/online"].shape == (4,)
+    # the bounded cache (a quarter of the users) returns the slates of an unbounded one
+    assert metrics["slates_identical_to_unbounded"] == 1.0
+    assert metrics["cache_capacity"] == metrics["num_users"] // 4
+    for name in ("latency_vs_batch.png", "prequential_hr.png", "config.json"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_realtime_bad_option_is_one_line_exit_2(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "experiments/realtime.py", "--data", "synthetic", "--out", str(out), "--eviction", "nope"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "eviction" in proc.stderr
+    assert not out.exists() and not list(tmp_path.iterdir())
