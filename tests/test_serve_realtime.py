@@ -5,12 +5,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from experiments import realtime
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # ~80 s of CPU: a dozen XLA compilations (training, serving buckets, rebuilds)
 def test_realtime_end_to_end_tiny(tmp_path):
     out = tmp_path / "run"
     argv = ["--data", "synthetic", "--preset", "tiny-sasrec", "--epochs", "1", "--out", str(out),
