@@ -38,6 +38,7 @@ from flax import struct
 from rec_jax.models.base import tied_scores
 from rec_jax.policies._common import CountsState
 from rec_jax.policies.base import Observation
+from rec_jax.serve.fast_slate import epsilon_greedy_slate
 
 SCORE_POLICIES = ("greedy", "epsilon_greedy", "softmax")
 
@@ -122,20 +123,27 @@ def slate_by_single_picks(policy, policy_params, key, scores, available, slate_s
 
 
 def _serve_from_h(policy, num_items, slate_size, eval_k, mask_seen, head, policy_params, seen, key, h, users,
-                  event_ids):
+                  event_ids, fast_epsilon=False):
     """Scores f32[B, N+1] from user vectors, seen-masking, the policy's slates, the top-k."""
     logits = tied_scores(h, head.table, num_items) + head.bias
     real = jnp.arange(num_items + 1) > 0
     available = (~seen[users] & real) if mask_seen else jnp.broadcast_to(real, logits.shape)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(event_ids)
-    slate, propensity = jax.vmap(slate_by_single_picks, in_axes=(None, None, 0, 0, 0, None))(
-        policy, policy_params, keys, logits, available, slate_size)
+    if fast_epsilon:  # the same distribution in O(N) per event (rec_jax.serve.fast_slate)
+        slate, propensity = jax.vmap(epsilon_greedy_slate, in_axes=(0, 0, 0, None, None))(
+            keys, logits, available, policy_params.epsilon, slate_size)
+    else:
+        slate, propensity = jax.vmap(slate_by_single_picks, in_axes=(None, None, 0, 0, 0, None))(
+            policy, policy_params, keys, logits, available, slate_size)
     topk = jax.lax.top_k(jnp.where(available, logits, -jnp.inf), eval_k)[1]
     return Served(slate=slate, propensity=propensity, topk=topk.astype(jnp.int32))
 
 
-def make_recommend(inc, policy, *, num_items: int, slate_size: int, eval_k: int = 10, mask_seen: bool = True):
-    """The jitted incremental serving step (see module docstring).
+def make_recommend(inc, policy, *, num_items: int, slate_size: int, eval_k: int = 10, mask_seen: bool = True,
+                   fast_epsilon: bool = False):
+    """The jitted incremental serving step (see module docstring). ``fast_epsilon``: the
+    policy is epsilon-greedy (constant epsilon); build its slates with
+    :func:`rec_jax.serve.fast_slate.epsilon_greedy_slate` (same distribution, O(N)).
 
     Arguments of the returned function:
       params: model params; head: :class:`Head`; policy_params: the policy's params;
@@ -155,7 +163,7 @@ def make_recommend(inc, policy, *, num_items: int, slate_size: int, eval_k: int 
         feedback = feedback.push(rows["h"], items, valid & (rows["state"].count > 0))
         seen = seen.at[users, items].set(True)
         served = _serve_from_h(policy, num_items, slate_size, eval_k, mask_seen, head, policy_params, seen,
-                               key, h, users, event_ids)
+                               key, h, users, event_ids, fast_epsilon)
         return served, (update, h), seen, feedback
 
     def commit(store, slots, valid, new):
@@ -177,7 +185,8 @@ def make_recommend(inc, policy, *, num_items: int, slate_size: int, eval_k: int 
     return recommend
 
 
-def make_reencode(model, policy, *, num_items: int, slate_size: int, eval_k: int = 10, mask_seen: bool = True):
+def make_reencode(model, policy, *, num_items: int, slate_size: int, eval_k: int = 10, mask_seen: bool = True,
+                  fast_epsilon: bool = False):
     """Baseline step: ``(params, head, policy_params, seen, key, windows int32[B, L], users,
     items, event_ids) -> (Served, seen)``; ``windows`` are the users' last L items
     (the new event included, left-padded), encoded from scratch."""
@@ -186,7 +195,7 @@ def make_reencode(model, policy, *, num_items: int, slate_size: int, eval_k: int
         h = model.encode(params, windows)
         seen = seen.at[users, items].set(True)
         return _serve_from_h(policy, num_items, slate_size, eval_k, mask_seen, head, policy_params, seen,
-                             key, h, users, event_ids), seen
+                             key, h, users, event_ids, fast_epsilon), seen
 
     return jax.jit(reencode, donate_argnums=3)
 

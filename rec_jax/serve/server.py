@@ -97,7 +97,7 @@ class Server:
         # jitted functions can be shared between servers of the same shapes (no recompilation)
         self.fns = compiled or {
             "recommend": make_recommend(self.inc, self.policy, num_items=n, slate_size=cfg.slate_size, eval_k=cfg.eval_k,
-                                        mask_seen=cfg.mask_seen),
+                                        mask_seen=cfg.mask_seen, fast_epsilon=cfg.policy == "epsilon_greedy"),
             "rebuild": make_rebuild_rows(self.inc),
             "updater": make_head_updater(n, cfg.learning_rate, cfg.update_steps),
         }
@@ -215,7 +215,8 @@ class Reencoder:
         cfg, n = server.cfg, server.model.config.num_items
         self.server = server
         self.fn = compiled or make_reencode(server.model, server.policy, num_items=n, slate_size=cfg.slate_size,
-                                            eval_k=cfg.eval_k, mask_seen=cfg.mask_seen)
+                                            eval_k=cfg.eval_k, mask_seen=cfg.mask_seen,
+                                            fast_epsilon=cfg.policy == "epsilon_greedy")
         self.seen = jnp.array(server.seen, copy=True)
         self.last_step_s = float("nan")
 
