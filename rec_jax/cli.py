@@ -57,3 +57,17 @@ def run_main(main: Callable[[], Any]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def tyro_cli(config_cls, main: Callable[[Any], Any], argv: list[str] | None, doc: str | None) -> int:
+    """Parse ``argv`` into ``config_cls`` with tyro and run ``main(config)``; a ValueError
+    or FileNotFoundError becomes one ``error: ...`` line on stderr and exit code 2."""
+    import tyro
+
+    cfg = tyro.cli(config_cls, args=argv, description=(doc or "").split("\n")[0])
+    try:
+        main(cfg)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

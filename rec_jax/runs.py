@@ -6,11 +6,13 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 from importlib import metadata
@@ -87,3 +89,21 @@ def save_figure(fig, path: str | Path) -> None:
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def staged_run_dir(out: str | Path):
+    """Yield a temp folder beside ``out`` to write a run into; when the block ends
+    normally it replaces ``out`` in one rename, otherwise it is removed, so ``out`` is
+    never half-written (a reader sees the old run or the new one)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
