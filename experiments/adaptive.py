@@ -50,16 +50,15 @@ Writes into ``--out`` (default ``runs/adaptive``), via a temp folder:
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from rec_jax.eval.confidence import t_ci95
+from rec_jax.runs import staged_run_dir
+from rec_jax.cli import tyro_cli
 
 SCENARIOS = ("stationary", "gradual_drift", "abrupt_drift")
 META_METHODS = ("ts", "exp3")
@@ -368,9 +367,7 @@ def main(cfg: Config) -> dict:
     for k, v in targets.items():
         print(f"  target {k}: {v}")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_run_dir(out) as tmp:
         write_json(tmp / "config.json", {"config": settings, "provenance": provenance(),
                                          "timings_s": curves["_timings"]})
         write_json(tmp / "metrics.json", metrics)
@@ -378,25 +375,11 @@ def main(cfg: Config) -> dict:
         arrays = {k.replace("/", "__"): np.asarray(v) for k, v in curves.items() if not k.startswith("_")}
         np.savez(tmp / "curves.npz", t=np.arange(1, settings["steps"] + 1), **arrays)
         plot(curves, settings, tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return metrics
 
 
 def cli(argv: list[str] | None = None) -> int:
-    import tyro
-
-    cfg = tyro.cli(Config, args=argv, description=__doc__.split("\n")[0])
-    try:
-        main(cfg)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return tyro_cli(Config, main, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,7 @@ Writes into ``--out`` (default ``runs/bandits``), all at the end, via a temp fol
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Literal
@@ -34,6 +31,8 @@ from typing import Literal
 import numpy as np
 
 from rec_jax.eval.confidence import t_ci95
+from rec_jax.runs import staged_run_dir
+from rec_jax.cli import tyro_cli
 
 ALL_POLICIES = (
     "random", "greedy", "epsilon_greedy", "softmax", "ucb1", "thompson", "gaussian_ts",
@@ -199,32 +198,16 @@ def main(cfg: Config) -> dict:
                   f"  ctr {ctr.mean():.3f}  ({time.perf_counter() - t0:.1f}s)", flush=True)
 
     # Everything goes into a temp folder beside OUT, renamed at the end: never half-written.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_run_dir(out) as tmp:
         write_json(tmp / "config.json", {"config": settings, "provenance": provenance()})
         write_json(tmp / "metrics.json", metrics)
         np.savez(tmp / "curves.npz", t=np.arange(1, settings["steps"] + 1), **curves)
         plot(curves, settings, tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return metrics
 
 
 def cli(argv: list[str] | None = None) -> int:
-    import tyro
-
-    cfg = tyro.cli(Config, args=argv, description=__doc__.split("\n")[0])
-    try:
-        main(cfg)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return tyro_cli(Config, main, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import dataclasses
 import sys
 import time
 
+from rec_jax.cli import tyro_cli
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -88,15 +90,7 @@ def main(cfg: Config) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    import tyro
-
-    cfg = tyro.cli(Config, args=argv, description=__doc__.split("\n")[0])
-    try:
-        main(cfg)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return tyro_cli(Config, main, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -39,10 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Literal
@@ -50,6 +47,8 @@ from typing import Literal
 import numpy as np
 
 from rec_jax.eval.confidence import t_ci95
+from rec_jax.runs import staged_run_dir
+from rec_jax.cli import tyro_cli
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,9 +327,7 @@ def main(cfg: Config) -> dict:
               f"Gini {online['gini'][:, j].mean():.4f} ± {t_ci95(online['gini'][:, j]):.4f}", flush=True)
     metrics = summarize(settings, off, online, groups, model_ndcg)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_run_dir(out) as tmp:
         write_json(tmp / "config.json", {"config": settings, "train_config": dataclasses.asdict(train_config),
                                          "provenance": provenance()})
         write_json(tmp / "metrics.json", metrics)
@@ -338,25 +335,11 @@ def main(cfg: Config) -> dict:
                  sim_lambdas=np.asarray(settings["sim_lambdas"]),
                  **{f"offline/{k}": v for k, v in off.items()}, **{f"sim/{k}": v for k, v in online.items()})
         plot(settings, off, online, tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return metrics
 
 
 def cli(argv: list[str] | None = None) -> int:
-    import tyro
-
-    cfg = tyro.cli(Config, args=argv, description=__doc__.split("\n")[0])
-    try:
-        main(cfg)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return tyro_cli(Config, main, argv, __doc__)
 
 
 if __name__ == "__main__":

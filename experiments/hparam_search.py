@@ -40,10 +40,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -54,6 +51,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from rec_jax.cli import add_dataclass_options, apply_overrides, run_main
 from rec_jax.train.config import PRESETS, TrainConfig, get_preset
+from rec_jax.runs import staged_run_dir
 
 SWEPT = ("learning_rate", "weight_decay", "dropout", "attn_dropout")
 QUICK = {"epochs": 2, "sequential_epochs": 1}  # --quick: 2x2x2 on ML-100K in a few minutes on 2 cores
@@ -244,21 +242,13 @@ def main(argv=None) -> dict:
         "dropout_note": "a grid dropout value sets both dropout and attn_dropout",
     }
     # Everything goes into a temp folder beside OUT, renamed at the end: never half-written.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_run_dir(out) as tmp:
         write_json(tmp / "config.json", {"config": settings, "provenance": provenance()})
         write_json(tmp / "metrics.json", metrics)
         n = pop.epochs_run
         np.savez(tmp / "curves.npz", valid_ndcg10=pop.history["valid_ndcg@10"][:n],
                  train_loss=pop.history["train_loss"][:n], names=np.asarray(names))
         plot(names, best, selected, pop.history["valid_ndcg@10"][:n], tmp / "valid_ndcg.png")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     print(f"selected {names[selected]}: valid NDCG@10 {best[selected]:.4f}, test {test[selected]:.4f}")
     if seq_epochs:
         print(f"seconds per config: population {metrics['seconds_per_config/population']:.2f}, sequential "

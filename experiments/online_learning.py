@@ -31,16 +31,15 @@ Writes ``--out`` (default ``runs/online_learning``): ``metrics.json`` with
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from rec_jax.eval.confidence import t_ci95
+from rec_jax.runs import staged_run_dir
+from rec_jax.cli import tyro_cli
 
 SCENARIOS = ("stationary", "abrupt_drift")
 # variant -> (objective, trainable)
@@ -219,32 +218,16 @@ def main(cfg: Config) -> dict:
                 metrics[f"after_drift_vs_frozen/{scenario}/{v}_ci95"] = float(t_ci95(diff))
     metrics.update(reinforce_tradeoff())
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_run_dir(out) as tmp:
         write_json(tmp / "config.json", {"config": settings, "model": train_config, "provenance": provenance()})
         write_json(tmp / "metrics.json", metrics)
         np.savez(tmp / "curves.npz", **curves)
         plot(curves, settings, tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return metrics
 
 
 def cli(argv: list[str] | None = None) -> int:
-    import tyro
-
-    cfg = tyro.cli(Config, args=argv, description=__doc__.split("\n")[0])
-    try:
-        main(cfg)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return tyro_cli(Config, main, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +44,7 @@ import numpy as np
 
 from rec_jax.cli import add_dataclass_options, apply_overrides, run_main
 from rec_jax.eval.confidence import t_ci95
+from rec_jax.runs import staged_run_dir
 
 DIRECTIONS = {"bts_from_random": ("random", "bts"), "random_from_bts": ("bts", "random")}
 CAMPAIGNS = ("all", "men", "women")
@@ -261,19 +259,11 @@ def main(cfg: Config) -> dict:
         tqdm.write(f"{direction:>16s} {campaign:>5s} truth {truth:.5f} | " + "  ".join(line)
                    + f"  ({r['seconds']:.1f}s)")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_run_dir(out) as tmp:
         write_json(tmp / "config.json", {"config": settings, "provenance": provenance(),
                                          "published_bts_from_random_all": PUBLISHED})
         write_json(tmp / "metrics.json", metrics)
         plot(metrics, settings, tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return metrics
 
 

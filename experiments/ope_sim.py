@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +39,7 @@ import numpy as np
 
 from rec_jax.cli import add_dataclass_options, apply_overrides, run_main
 from rec_jax.eval.confidence import t_ci95
+from rec_jax.runs import staged_run_dir
 
 ESTIMATORS = ("dm", "ipw", "snipw", "dr", "sndr", "switch_dr", "dr_os")
 
@@ -252,18 +250,10 @@ def main(cfg: Config) -> dict:
             line.append(f"{e} b{err[:, j].mean():+.4f} sd{err[:, j].std():.4f} pick{hit.mean():.2f}")
         tqdm.write(f"n={n:6d} " + "  ".join(line) + f"  ({time.perf_counter() - t0:.1f}s)")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_run_dir(out) as tmp:
         write_json(tmp / "config.json", {"config": settings, "provenance": provenance(), "best_policy": best})
         write_json(tmp / "metrics.json", metrics)
         plot(metrics, settings, tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return metrics
 
 
