@@ -160,3 +160,19 @@ def ridge_theta(state: RidgeState) -> jax.Array:
 def check_ridge_params(params) -> None:
     _common.check_range(params, "reg", low=0.0, low_open=True)
     _common.check_range(params, "refactor_every", low=1, integer=True)
+
+
+def gaussian_score_sampler(state: RidgeState, mu: jax.Array, scale, features: jax.Array):
+    """``draw(key, S) -> f32[S, N]``: scores ``features @ theta`` for S draws of
+    theta ~ N(mu, scale^2 A^-1), A = gram + reg I (via A's Cholesky factor L:
+    cov(L^-T z) = (L L^T)^-1). The sampler of LinTS and NeuralLinear-TS."""
+    d = mu.shape[0]
+    chol = jnp.linalg.cholesky(state.gram + state.reg * jnp.eye(d, dtype=jnp.float32))
+    scale = jnp.maximum(jnp.asarray(scale, jnp.float32), 0.0)
+
+    def draw(draw_key, num):
+        z = jax.random.normal(draw_key, (d, num))
+        theta = mu[:, None] + scale * jax.scipy.linalg.solve_triangular(chol, z, lower=True, trans="T")
+        return (features @ theta).T
+
+    return draw

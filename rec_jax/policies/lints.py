@@ -12,7 +12,6 @@ recomputes the inverse.
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from flax import struct
 
@@ -54,17 +53,7 @@ def make_lints(spec: PolicySpec) -> Policy:
 
     def act(key, state, obs, params):
         x = obs.features.astype(jnp.float32)
-        d = state.b.shape[0]
-        mu = _ridge.ridge_theta(state)
-        chol = jnp.linalg.cholesky(state.gram + state.reg * jnp.eye(d, dtype=jnp.float32))
-        scale = jnp.maximum(jnp.asarray(params.scale, jnp.float32), 0.0)
-
-        def draw(draw_key, num):
-            z = jax.random.normal(draw_key, (d, num))
-            # cov(L^-T z) = (L L^T)^-1 = A^-1
-            theta = mu[:, None] + scale * jax.scipy.linalg.solve_triangular(chol, z, lower=True, trans="T")
-            return (x @ theta).T  # [S, N]
-
+        draw = _ridge.gaussian_score_sampler(state, _ridge.ridge_theta(state), params.scale, x)
         return sampled_topk_slate(key, draw, obs.available, k, params.num_mc_samples)
 
     def update(key, state, obs, action, reward, params):

@@ -74,15 +74,7 @@ def _make(spec: PolicySpec, rule: str) -> Policy:
             width = jnp.sqrt(jnp.maximum(_ridge.quadratic_forms(x, state.a_inv), 0.0))
             scores = x @ mu + jnp.maximum(jnp.asarray(params.alpha, jnp.float32), 0.0) * width
             return epsilon_ranked_slate(key, scores, obs.available, 0.0, k)
-        d = mu.shape[0]
-        chol = jnp.linalg.cholesky(state.gram + state.reg * jnp.eye(d, dtype=jnp.float32))
-        scale = jnp.maximum(jnp.asarray(params.scale, jnp.float32), 0.0)
-
-        def draw(draw_key, num):
-            z = jax.random.normal(draw_key, (d, num))
-            theta = mu[:, None] + scale * jax.scipy.linalg.solve_triangular(chol, z, lower=True, trans="T")
-            return (x @ theta).T  # [S, N]
-
+        draw = _ridge.gaussian_score_sampler(state, mu, params.scale, x)
         return sampled_topk_slate(key, draw, obs.available, k, params.num_mc_samples)
 
     def update(key, state, obs, action, reward, params):
