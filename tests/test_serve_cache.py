@@ -67,10 +67,17 @@ def test_micro_batches_hold_distinct_users_and_keep_each_users_order():
     rng = np.random.default_rng(1)
     users = rng.integers(0, 5, size=60)
     batcher = MicroBatcher(users, 3)
-    seen_events = []
+    pending = list(range(60))  # brute-force reference: scan the waiting events in arrival order and
+    seen_events = []           # take each user's earliest one, at most 3 users a batch
     while batcher.remaining:
         idx = batcher.next_batch()
-        assert 1 <= len(idx) <= 3 and len(set(users[idx].tolist())) == len(idx)
+        expected, batch_users = [], set()
+        for e in pending:
+            if len(expected) < 3 and users[e] not in batch_users:
+                expected.append(e)
+            batch_users.add(users[e])  # a user's later events wait behind their earliest
+        pending = [e for e in pending if e not in expected]
+        assert idx.tolist() == expected
         seen_events.extend(idx.tolist())
     assert sorted(seen_events) == list(range(60))
     for u in range(5):  # per-user order preserved
