@@ -98,16 +98,14 @@ def plot(curves: dict, settings: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rec_jax.runs import save_figure
+    from rec_jax.runs import plot_mean_ci, save_figure
 
     t = np.arange(1, settings["steps"] + 1)
     for what, label in (("reward", "cumulative reward"), ("regret", "cumulative regret")):
         fig, ax = plt.subplots(figsize=(6, 4))
         for p in settings["policies"]:
             y = np.cumsum(curves[f"{p}/{what}"].astype(np.float64), axis=1)
-            mean, ci = y.mean(0), t_ci95(y)
-            ax.plot(t, mean, label=p, lw=2 if p == "exploit" else 1)
-            ax.fill_between(t, mean - ci, mean + ci, alpha=0.2)
+            plot_mean_ci(ax, t, y, label=p, lw=2 if p == "exploit" else 1)
         ax.set_xlabel("t (slates per user)")
         ax.set_ylabel(f"{label} per user")
         ax.set_title(f"SASRec-backed policies, ML-100K sim ({settings['seeds']} seeds, 95% CI)", fontsize=9)
@@ -118,14 +116,11 @@ def plot(curves: dict, settings: dict, out: Path) -> None:
 def main(cfg: Config) -> dict:
     settings = resolve(cfg)
     out = Path(cfg.out)
-    from rec_jax.online.large_model import model_env, trained_model
+    from rec_jax.online.large_model import ml100k_setup
     from rec_jax.runs import provenance, write_json
-    from rec_jax.sim.recsys import ml100k_ground_truth
 
-    gt, seqs = ml100k_ground_truth()
-    model, encoder_params, train_config = trained_model(
-        cfg.model_dir, out.parent / f"sasrec_ml100k_e{settings['train_epochs']}", seqs.num_items, settings["train_epochs"])
-    sim, env_params = model_env(seqs, gt, train_config["max_len"], settings["slate_size"])
+    model, encoder_params, train_config, sim, env_params = ml100k_setup(
+        cfg.model_dir, out.parent, settings["train_epochs"], settings["slate_size"])
     curves, metrics = {}, {}
     for p in settings["policies"]:
         t0 = time.perf_counter()

@@ -163,7 +163,7 @@ def plot(curves: dict, settings: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rec_jax.runs import save_figure
+    from rec_jax.runs import plot_mean_ci, save_figure
 
     t = np.arange(1, settings["steps"] + 1)
     w = settings["update_every"]
@@ -172,9 +172,7 @@ def plot(curves: dict, settings: dict, out: Path) -> None:
         for v in VARIANTS:
             y = curves[f"{scenario}/{v}/reward"].astype(np.float64)
             y = np.stack([np.convolve(row, np.ones(w) / w, mode="same") for row in y])  # moving average
-            mean, ci = y.mean(0), t_ci95(y)
-            ax.plot(t, mean, label=v)
-            ax.fill_between(t, mean - ci, mean + ci, alpha=0.2)
+            plot_mean_ci(ax, t, y, label=v)
         if scenario == "abrupt_drift":
             ax.axvline(settings["steps"] // 2, color="k", ls=":", lw=1)
         ax.set_xlabel("t (slates per user)")
@@ -187,14 +185,11 @@ def plot(curves: dict, settings: dict, out: Path) -> None:
 def main(cfg: Config) -> dict:
     settings = resolve(cfg)
     out = Path(cfg.out)
-    from rec_jax.online.large_model import model_env, trained_model
+    from rec_jax.online.large_model import ml100k_setup
     from rec_jax.runs import provenance, write_json
-    from rec_jax.sim.recsys import ml100k_ground_truth
 
-    gt, seqs = ml100k_ground_truth()
-    model, encoder_params, train_config = trained_model(
-        cfg.model_dir, out.parent / f"sasrec_ml100k_e{settings['train_epochs']}", seqs.num_items, settings["train_epochs"])
-    sim, env_params = model_env(seqs, gt, train_config["max_len"], settings["slate_size"], shift_mode="negate")
+    model, encoder_params, train_config, sim, env_params = ml100k_setup(
+        cfg.model_dir, out.parent, settings["train_epochs"], settings["slate_size"], shift_mode="negate")
     curves, metrics = {}, {}
     half = settings["steps"] // 2
     for scenario in SCENARIOS:

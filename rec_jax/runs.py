@@ -79,6 +79,18 @@ def write_config(out_dir: str | Path, config: Any, **extra: Any) -> None:
     write_json(Path(out_dir) / "config.json", payload)
 
 
+def plot_mean_ci(ax, t, y, **plot_kwargs) -> None:
+    """Mean over seeds of ``y`` f[seeds, T] against ``t`` with a 95% Student-t band."""
+    import numpy as np
+
+    from rec_jax.eval.confidence import t_ci95
+
+    y = np.asarray(y, np.float64)
+    mean, ci = y.mean(0), t_ci95(y)
+    ax.plot(t, mean, **plot_kwargs)
+    ax.fill_between(t, mean - ci, mean + ci, alpha=0.2)
+
+
 def save_figure(fig, path: str | Path) -> None:
     """Save a matplotlib figure as PNG atomically and close it."""
     import matplotlib.pyplot as plt

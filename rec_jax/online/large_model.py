@@ -62,6 +62,21 @@ def model_env(seqs, ground_truth, max_len: int, slate_size: int, **env_kwargs):
                            initial_history=seqs.last_items(max_len), observe_history=True, **env_kwargs)
 
 
+def ml100k_setup(model_dir: str | Path | None, runs_dir: Path, train_epochs: int, slate_size: int,
+                 **env_kwargs):
+    """What both large-model studies start from: (model, encoder params, TrainConfig dict,
+    sim, env params). The model comes from ``model_dir`` or is trained into
+    ``runs_dir/sasrec_ml100k_e<epochs>`` (shared by the studies); the simulator is the
+    ML-100K ground truth with each user's real history (:func:`model_env`)."""
+    from rec_jax.sim.recsys import ml100k_ground_truth
+
+    gt, seqs = ml100k_ground_truth()
+    model, encoder_params, train_config = trained_model(
+        model_dir, Path(runs_dir) / f"sasrec_ml100k_e{train_epochs}", seqs.num_items, train_epochs)
+    sim, env_params = model_env(seqs, gt, train_config["max_len"], slate_size, **env_kwargs)
+    return model, encoder_params, train_config, sim, env_params
+
+
 def model_policy(variant: str, model, encoder_params, num_items: int, slate_size: int, key: jax.Array,
                  overrides: dict | None = None, **view_kwargs):
     """(Policy, ModelBackedParams, PolicySpec, engine mode) of a named variant;
