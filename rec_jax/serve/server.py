@@ -220,18 +220,6 @@ class Reencoder:
         self.seen = jnp.array(server.seen, copy=True)
         self.last_step_s = float("nan")
 
-    def prefill(self, users) -> None:
-        """Rebuild the states of ``users`` (distinct) into the cache before serving, as a
-        warm server would hold them; hit/miss counters are left at zero."""
-        users = np.asarray(users, np.int64)[: self.cfg.capacity]
-        for start in range(0, len(users), self.cfg.batch_size):
-            part = users[start:start + self.cfg.batch_size]
-            slots, miss = self.table.assign(part)
-            if miss.any():
-                self._rebuild(part[miss], slots[miss])
-        self.table.hits = self.table.misses = self.table.evictions = 0
-        self.rebuilt_rows = 0
-
     def serve(self, users, items, event_ids):
         s = self.server
         users = np.asarray(users, np.int64)
