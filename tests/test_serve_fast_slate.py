@@ -1,5 +1,6 @@
-"""The O(N) epsilon-greedy slate against the exact slate distribution (brute force)
-and against the general slot-by-slot builder's propensities."""
+"""The fast epsilon-greedy slates against the exact slate distribution (brute force),
+through both shuffle paths (rejection-sampled ids, and the N-uniforms fallback), and
+against the general slot-by-slot builder's propensities."""
 from __future__ import annotations
 
 import itertools
@@ -9,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from rec_jax.policies import PolicySpec, make_policy
-from rec_jax.serve.fast_slate import epsilon_greedy_slate
+import pytest
+
+from rec_jax.serve.fast_slate import epsilon_greedy_slate, epsilon_greedy_slates
 from rec_jax.serve.recommend import slate_by_single_picks
 
 SCORES = np.array([0.3, 1.2, -0.5, 0.9, 2.0, 0.1, -1.0], np.float32)
@@ -28,10 +31,15 @@ def _exact(slate):
     return p
 
 
-def test_fast_slate_distribution_and_propensities_are_exact():
-    keys = jax.random.split(jax.random.key(0), DRAWS)
-    slates, props = jax.jit(jax.vmap(lambda k: epsilon_greedy_slate(k, jnp.asarray(SCORES), jnp.asarray(AVAILABLE),
-                                                                     EPS, K)))(keys)
+# draws=400: the rejection prefix always suffices (P(short) < 1e-100); draws=2 (raised to
+# 2K = 6): almost never (P = 6!/7^6 = 0.006), the fallback serves nearly every event;
+# draws=10: a mix, events of both paths in one batch.
+@pytest.mark.parametrize("draws", [400, 2, 10])
+def test_fast_slate_distribution_and_propensities_are_exact(draws):
+    keys = jax.random.split(jax.random.key(draws), DRAWS)
+    slates, props = jax.jit(lambda k: epsilon_greedy_slates(
+        k, jnp.broadcast_to(jnp.asarray(SCORES), (DRAWS, len(SCORES))),
+        jnp.broadcast_to(jnp.asarray(AVAILABLE), (DRAWS, len(SCORES))), EPS, K, draws=draws))(keys)
     slates, props = np.asarray(slates), np.asarray(props, np.float64)
     assert not np.any(slates == 3) and all(len(set(s)) == K for s in slates.tolist())
     counts = {}

@@ -88,8 +88,10 @@ def test_sasrec_batched_write_rows_equals_per_user_write(sasrec):
             upd, _ = inc.append(params, per_user[s], jnp.int32(item))
             per_user[s] = inc.write(per_user[s], upd)
     for s in range(4):
-        np.testing.assert_allclose(store.keys[s], per_user[s].keys, atol=1e-6)
-        assert int(store.count[s]) == int(per_user[s].count)
+        row = jax.tree.map(lambda a: a[s], store)
+        np.testing.assert_allclose(row.keys, per_user[s].keys, atol=1e-6)
+        np.testing.assert_allclose(row.values, per_user[s].values, atol=1e-6)
+        assert int(row.count) == int(per_user[s].count)
 
 
 def test_gru_every_prefix_matches_encoding_from_scratch_and_rebuild():

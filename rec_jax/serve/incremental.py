@@ -37,10 +37,10 @@ class Incremental(NamedTuple):
 
 def _sasrec_write_rows(config, store: sasrec_kv.KVState, slots, update):
     k, v = update  # f32[B, layers, H, Dh] each
-    ring = store.count[slots] % config.max_len
+    ring = store.count[slots] % config.max_len  # the store holds f32[C, H, L, Dh] per layer
     return sasrec_kv.KVState(
-        keys=store.keys.at[slots, :, ring].set(k),
-        values=store.values.at[slots, :, ring].set(v),
+        keys=tuple(kk.at[slots, :, ring].set(k[:, i]) for i, kk in enumerate(store.keys)),
+        values=tuple(vv.at[slots, :, ring].set(v[:, i]) for i, vv in enumerate(store.values)),
         count=store.count.at[slots].add(1),
     )
 

@@ -38,7 +38,7 @@ from flax import struct
 from rec_jax.models.base import tied_scores
 from rec_jax.policies._common import CountsState
 from rec_jax.policies.base import Observation
-from rec_jax.serve.fast_slate import epsilon_greedy_slate
+from rec_jax.serve.fast_slate import epsilon_greedy_slates
 
 SCORE_POLICIES = ("greedy", "epsilon_greedy", "softmax")
 
@@ -129,13 +129,15 @@ def _serve_from_h(policy, num_items, slate_size, eval_k, mask_seen, head, policy
     real = jnp.arange(num_items + 1) > 0
     available = (~seen[users] & real) if mask_seen else jnp.broadcast_to(real, logits.shape)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(event_ids)
-    if fast_epsilon:  # the same distribution in O(N) per event (rec_jax.serve.fast_slate)
-        slate, propensity = jax.vmap(epsilon_greedy_slate, in_axes=(0, 0, 0, None, None))(
-            keys, logits, available, policy_params.epsilon, slate_size)
+    # one top-k serves both the prediction (top eval_k) and epsilon-greedy's greedy order
+    ranked = jax.lax.top_k(jnp.where(available, logits, -jnp.inf), max(eval_k, slate_size))[1]
+    topk = ranked[:, :eval_k]
+    if fast_epsilon:  # the same distribution, cheaply (rec_jax.serve.fast_slate)
+        slate, propensity = epsilon_greedy_slates(keys, logits, available, policy_params.epsilon, slate_size,
+                                                  greedy=ranked)
     else:
         slate, propensity = jax.vmap(slate_by_single_picks, in_axes=(None, None, 0, 0, 0, None))(
             policy, policy_params, keys, logits, available, slate_size)
-    topk = jax.lax.top_k(jnp.where(available, logits, -jnp.inf), eval_k)[1]
     return Served(slate=slate, propensity=propensity, topk=topk.astype(jnp.int32))
 
 
@@ -143,7 +145,7 @@ def make_recommend(inc, policy, *, num_items: int, slate_size: int, eval_k: int 
                    fast_epsilon: bool = False):
     """The jitted incremental serving step (see module docstring). ``fast_epsilon``: the
     policy is epsilon-greedy (constant epsilon); build its slates with
-    :func:`rec_jax.serve.fast_slate.epsilon_greedy_slate` (same distribution, O(N)).
+    :func:`rec_jax.serve.fast_slate.epsilon_greedy_slates` (same distribution, cheaper).
 
     Arguments of the returned function:
       params: model params; head: :class:`Head`; policy_params: the policy's params;

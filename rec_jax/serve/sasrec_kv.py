@@ -27,8 +27,12 @@ and what the tests compare the incremental path with beyond L. The accuracy cost
 the streaming semantics against windowed re-encoding is measured by
 ``experiments/realtime.py`` (``prequential_hr@10/static`` vs ``.../static_reencode``).
 
-state (one user): KVState(keys f32[layers, L, H, Dh], values f32[layers, L, H, Dh],
-count i32[] = number of items appended so far; item j lives in ring slot j % L).
+state (one user): KVState(keys, values: one f32[H, L, Dh] per layer, count i32[] =
+number of items appended so far; item j lives in ring slot j % L). Layout matters on
+a CPU (measured at 256 users): with the head axis before the ring axis a query reads
+each (user, head)'s keys as one contiguous [L, Dh] block (9x faster attention than
+[L, H, Dh]), and one array per layer keeps the batched [B, H, L, Dh] operand of each
+layer contiguous (a [B, layers, ...] array sliced per layer cost 2.5x more).
 """
 from __future__ import annotations
 
@@ -45,17 +49,17 @@ from rec_jax.models.transformer import _LN_EPS, _MASKED
 class KVState:
     """One user's ring buffer (see module docstring)."""
 
-    keys: jax.Array  # f32[layers, L, H, Dh]
-    values: jax.Array  # f32[layers, L, H, Dh]
+    keys: tuple  # per layer f32[H, L, Dh]
+    values: tuple  # per layer f32[H, L, Dh]
     count: jax.Array  # i32[] items appended so far
 
 
 def empty_state(config: SASRecConfig) -> KVState:
     """The state of a user with no history."""
     c = config
-    shape = (c.num_layers, c.max_len, c.num_heads, c.dim // c.num_heads)
-    return KVState(keys=jnp.zeros(shape, jnp.float32), values=jnp.zeros(shape, jnp.float32),
-                   count=jnp.zeros((), jnp.int32))
+    shape = (c.num_heads, c.max_len, c.dim // c.num_heads)
+    zeros = tuple(jnp.zeros(shape, jnp.float32) for _ in range(c.num_layers))
+    return KVState(keys=zeros, values=zeros, count=jnp.zeros((), jnp.int32))
 
 
 def rebuild_len(config: SASRecConfig) -> int:
@@ -84,6 +88,21 @@ def _attend(q, keys, values, mask):
     return jnp.einsum("hqk,khd->qhd", weights, values)
 
 
+def _attend_one(q, keys, values, kept, k, v):
+    """One query over the ring plus the new position, without writing the ring.
+
+    q, k, v f32[H, Dh] (the new position's), keys/values f32[H, L, Dh] (the ring),
+    kept bool[L] (ring slots the query may see) -> f32[H, Dh]. The same softmax as
+    attending to the ring with slot ``count % L`` replaced by (k, v), but it reads the
+    ring once instead of copying it first.
+    """
+    q = q * (q.shape[-1] ** -0.5)
+    old = jnp.where(kept, jnp.einsum("hd,hld->hl", q, keys), _MASKED)  # f32[H, L]
+    new = jnp.sum(q * k, axis=-1, keepdims=True)  # f32[H, 1]
+    weights = jax.nn.softmax(jnp.concatenate([old, new], axis=-1), axis=-1)
+    return jnp.einsum("hl,hld->hd", weights[:, :-1], values) + weights[:, -1:] * v
+
+
 def _finish_block(block, x, attn):
     """Residual attention output, then the pre-LN feed-forward (as EncoderBlock)."""
     p = block["attn"]["out"]
@@ -106,15 +125,13 @@ def append(config: SASRecConfig, params, state: KVState, item):
     position = jnp.minimum(state.count, c.max_len - 1)
     x = enc["item_embed"]["embedding"][item] + enc["pos_embed"]["embedding"][position]
     ring = jnp.arange(c.max_len)
-    filled = (ring <= state.count)[None]  # bool[1, L]: slots holding an item once this one is written
+    # the slots that stay visible: filled before this event, except the one being overwritten
+    kept = (ring < jnp.minimum(state.count, c.max_len)) & (ring != slot)  # bool[L]
     new_k, new_v = [], []
     for i in range(c.num_layers):
         block = enc[f"block_{i}"]
-        q, k, v = _qkv(block, _ln(block["ln_attn"], x))
-        here = (ring == slot)[:, None, None]
-        keys = jnp.where(here, k[None], state.keys[i])
-        values = jnp.where(here, v[None], state.values[i])
-        attn = _attend(q[None], keys, values, filled)[0]
+        q, k, v = _qkv(block, _ln(block["ln_attn"], x))  # f32[H, Dh] each
+        attn = _attend_one(q, state.keys[i], state.values[i], kept, k, v)
         x = _finish_block(block, x, attn)
         new_k.append(k)
         new_v.append(v)
@@ -126,7 +143,8 @@ def write(config: SASRecConfig, state: KVState, new_kv) -> KVState:
     """The state after :func:`append`: ``new_kv`` stored in ring slot ``count % L``."""
     slot = state.count % config.max_len
     k, v = new_kv
-    return KVState(keys=state.keys.at[:, slot].set(k), values=state.values.at[:, slot].set(v),
+    return KVState(keys=tuple(kk.at[:, slot].set(k[i]) for i, kk in enumerate(state.keys)),
+                   values=tuple(vv.at[:, slot].set(v[i]) for i, vv in enumerate(state.values)),
                    count=state.count + 1)
 
 
@@ -158,11 +176,8 @@ def rebuild(config: SASRecConfig, params, tail, count):
         block = enc[f"block_{i}"]
         q, k, v = _qkv(block, _ln(block["ln_attn"], x))
         x = _finish_block(block, x, _attend(q, k, v, mask))
-        keys.append(jnp.where(held, k[take], 0.0))
-        values.append(jnp.where(held, v[take], 0.0))
+        keys.append(jnp.where(held, k[take], 0.0).swapaxes(0, 1))  # f32[H, L, Dh]
+        values.append(jnp.where(held, v[take], 0.0).swapaxes(0, 1))
     h = _ln(enc["ln_final"], x[-1]) * valid[-1]
-    shape = (c.num_layers, c.max_len, c.num_heads, c.dim // c.num_heads)
-    state = KVState(keys=jnp.stack(keys).reshape(shape) if keys else jnp.zeros(shape, jnp.float32),
-                    values=jnp.stack(values).reshape(shape) if values else jnp.zeros(shape, jnp.float32),
-                    count=jnp.asarray(count, jnp.int32))
+    state = KVState(keys=tuple(keys), values=tuple(values), count=jnp.asarray(count, jnp.int32))
     return state, h
