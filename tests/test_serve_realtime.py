@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import realtime
+from rec_jax.data import load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,7 +18,7 @@ def test_realtime_end_to_end_tiny(tmp_path):
     out = tmp_path / "run"
     argv = ["--data", "synthetic", "--preset", "tiny-sasrec", "--epochs", "1", "--out", str(out),
             "--max-events", "120", "--max-events-batch1", "24", "--batch-sizes", "1,4", "--update-every", "4",
-            "--hr-bins", "4"]
+            "--hr-bins", "4", "--load-events", "200"]
     assert realtime.cli(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     for b in (1, 4):
@@ -35,8 +36,28 @@ def test_realtime_end_to_end_tiny(tmp_path):
     # the bounded cache (a quarter of the users) returns the slates of an unbounded one
     assert metrics["slates_identical_to_unbounded"] == 1.0
     assert metrics["cache_capacity"] == metrics["num_users"] // 4
+    # load test: every user cached, so the only misses are each user's first event
+    seqs = load("synthetic")
+    _, load_users, _ = realtime.concurrent_stream(seqs)
+    first_events = len(np.unique(load_users[:200]))
+    np.testing.assert_allclose(metrics["load_cache_hit_rate/batch=4"], 1 - first_events / 200)
+    assert metrics["load_mean_micro_batch/batch=4"] == 4.0 and metrics["load_events"] == 200
+    assert metrics["load_events_per_s/batch=4/quarter_cache"] > 0
     for name in ("latency_vs_batch.png", "prequential_hr.png", "config.json"):
         assert (out / name).stat().st_size > 0
+
+
+def test_concurrent_stream_keeps_every_users_order():
+    seqs = load("synthetic")
+    histories, users, items = realtime.concurrent_stream(seqs)
+    assert all(len(h) == 0 for h in histories) and len(users) == len(seqs.items)
+    for u in range(seqs.num_users):
+        np.testing.assert_array_equal(items[users == u], seqs.items[seqs.offsets[u]:seqs.offsets[u + 1]])
+    # round k holds every user's k-th event: a user's k-th event comes after every user's (k-1)-th
+    rank = np.zeros(len(users), np.int64)
+    for u in range(seqs.num_users):
+        rank[users == u] = np.arange(np.sum(users == u))
+    assert np.all(np.diff(rank) >= 0)
 
 
 def test_realtime_bad_option_is_one_line_exit_2(tmp_path):
