@@ -1,25 +1,26 @@
-"""The README's Python example runs (at a tiny size) and its regret matches a recomputation."""
+"""README.md's worked example (a new policy in one file, its test in another) runs as written."""
+import importlib
 import re
+import sys
 from pathlib import Path
 
-import numpy as np
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_engine_example_runs():
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    code = re.findall(r"```python\n(.*?)```", text, re.S)[0]
-    assert "num_streams=4096" in code and ", 200)" in code
-    code = code.replace("4096", "8").replace(", 200)", ", 5)")
-    namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)
-    metrics = namespace["metrics"]
-    regret = np.asarray(metrics["regret"])
-    assert regret.shape == (5, 8)
-    # regret + expected reward of the chosen item = the best item's expected reward,
-    # recomputed here from the final state's hidden theta (fixed over time) and the features
-    state, env_params = namespace["state"], namespace["env_params"]
-    theta = np.asarray(state.env_state.theta)  # f32[S, D]
-    features = np.asarray(env_params.item_features)  # f32[N, D]
-    best = (theta @ features.T).max(axis=1)  # f32[S]
-    total = regret + np.asarray(metrics["expected_reward"])
-    np.testing.assert_allclose(total, np.broadcast_to(best, total.shape), rtol=1e-5, atol=1e-5)
+def _block(text: str, marker: str) -> str:
+    match = re.search(rf"<!-- example: {marker} -->\s*```python\n(.*?)```", text, re.S)
+    assert match, f"README.md has no code block after '<!-- example: {marker} -->'"
+    return match.group(1)
+
+
+def test_readme_policy_example_passes_its_own_test(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    (tmp_path / "explore_then_commit.py").write_text(_block(text, "policy"))
+    (tmp_path / "test_explore_then_commit.py").write_text(_block(text, "test"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("explore_then_commit", "test_explore_then_commit"):
+        sys.modules.pop(name, None)
+    example_test = importlib.import_module("test_explore_then_commit")
+    tests = [getattr(example_test, n) for n in dir(example_test) if n.startswith("test_")]
+    assert len(tests) == 1
+    tests[0]()  # raises if the example's assertions fail
