@@ -45,7 +45,11 @@ Writes into ``--out`` (default ``runs/adaptive``), via a temp folder:
 * ``targets.json``  the issue's targets, measured (with the paired CIs of differences);
 * ``curves.npz``, ``config.json``;
 * ``cumulative_reward.png`` (gap to the best fixed setting over time), ``chosen_setting.png``
-  (the meta-bandits' epsilon per period), ``pbt_trajectories.png`` (the population's epsilons).
+  (the meta-bandits' epsilon per period), ``pbt_trajectories.png`` (the population's epsilons);
+* ``tb/``           TensorBoard events, means over seeds: ``<scenario>/<variant>/cum_reward`` and
+  ``.../reward`` against t; ``<scenario>/adaptive_meta_<ts|exp3>/epsilon`` (the epsilon chosen
+  for the period that starts at step t) and ``<scenario>/adaptive_pbt/epsilon`` (the
+  population mean after the round that ends at step t).
 """
 from __future__ import annotations
 
@@ -58,6 +62,7 @@ import numpy as np
 
 from rec_jax.eval.confidence import t_ci95
 from rec_jax.runs import staged_run_dir
+from rec_jax.tensorboard import EventLog, curve_to_events
 from rec_jax.cli import tyro_cli
 
 SCENARIOS = ("stationary", "gradual_drift", "abrupt_drift")
@@ -351,6 +356,22 @@ def plot(curves: dict, settings: dict, out: Path) -> None:
     save_figure(fig, out / "pbt_trajectories.png")
 
 
+def write_events(events: EventLog, curves: dict, settings: dict) -> None:
+    """TensorBoard scalars (means over seeds): rewards against t, and the epsilons chosen over time."""
+    for s, scen in enumerate(SCENARIOS):
+        reward = {v: curves[v][s].astype(np.float64) for v in settings["variants"]}  # [seeds, T]
+        curve_to_events(events, scen, {f"{v}/cum_reward": np.cumsum(r, axis=1).mean(axis=0)
+                                       for v, r in reward.items()})
+        curve_to_events(events, scen, {f"{v}/reward": r.mean(axis=0) for v, r in reward.items()}, reduce="mean")
+        for method in META_METHODS:
+            eps = curves[f"trace/meta_{method}/epsilon"][s].mean(axis=0)  # [P]
+            curve_to_events(events, f"{scen}/adaptive_meta_{method}/epsilon", eps,
+                            steps=np.arange(len(eps)) * settings["period"] + 1)
+        eps = curves["trace/pbt/epsilon"][s].mean(axis=(0, 2))  # [R]
+        curve_to_events(events, f"{scen}/adaptive_pbt/epsilon", eps,
+                        steps=(np.arange(len(eps)) + 1) * settings["pbt_interval"])
+
+
 def main(cfg: Config) -> dict:
     """Run the study and write the run folder; returns the metrics dict."""
     settings = resolve(cfg)
@@ -375,6 +396,8 @@ def main(cfg: Config) -> dict:
         arrays = {k.replace("/", "__"): np.asarray(v) for k, v in curves.items() if not k.startswith("_")}
         np.savez(tmp / "curves.npz", t=np.arange(1, settings["steps"] + 1), **arrays)
         plot(curves, settings, tmp)
+        with EventLog(tmp) as events:
+            write_events(events, curves, settings)
     return metrics
 
 

@@ -19,6 +19,8 @@ Writes into ``--out`` (default ``runs/bandits``), all at the end, via a temp fol
 * ``curves.npz``    ``<env>/<policy>/cum_regret`` and ``.../ctr`` f32[seeds, T]
   (per seed, averaged over streams; ctr = running click rate up to t)
 * ``regret_<env>.png``, ``ctr_<env>.png``: mean with 95% CI bands vs t.
+* ``tb/``           TensorBoard events: ``<env>/<policy>/cum_regret`` and ``.../ctr``, means over
+  seeds against t (at most ~1000 points a tag)
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import numpy as np
 
 from rec_jax.eval.confidence import t_ci95
 from rec_jax.runs import staged_run_dir
+from rec_jax.tensorboard import EventLog, curve_to_events
 from rec_jax.cli import tyro_cli
 
 ALL_POLICIES = (
@@ -203,6 +206,8 @@ def main(cfg: Config) -> dict:
         write_json(tmp / "metrics.json", metrics)
         np.savez(tmp / "curves.npz", t=np.arange(1, settings["steps"] + 1), **curves)
         plot(curves, settings, tmp)
+        with EventLog(tmp) as events:
+            curve_to_events(events, "", {k: v.mean(axis=0) for k, v in curves.items()})
     return metrics
 
 

@@ -18,7 +18,9 @@ Writes into ``--out`` (default ``runs/large_model_ee``), atomically at the end:
 ``metrics.json`` with ``cumulative_reward/<policy>``, ``cumulative_regret/<policy>``,
 ``ctr/<policy>`` (each with ``_ci95``, 95% t over seeds; per seed: summed over
 steps, averaged over streams), ``config.json``, ``curves.npz`` and
-``reward_curves.png`` / ``regret_curves.png``.
+``reward_curves.png`` / ``regret_curves.png``, and TensorBoard events in ``tb/``:
+``<policy>/cum_reward``, ``<policy>/cum_regret``, ``<policy>/ctr`` (running click
+rate), means over seeds against t.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import numpy as np
 from rec_jax.eval.confidence import t_ci95
 from rec_jax.online.large_model import VARIANTS
 from rec_jax.runs import staged_run_dir
+from rec_jax.tensorboard import EventLog, curve_to_events
 from rec_jax.cli import tyro_cli
 
 
@@ -146,6 +149,12 @@ def main(cfg: Config) -> dict:
         write_json(tmp / "metrics.json", metrics)
         np.savez(tmp / "curves.npz", **curves)
         plot(curves, settings, tmp)
+        t = np.arange(1, settings["steps"] + 1)
+        cum = {k: np.cumsum(v.astype(np.float64), axis=1).mean(axis=0) for k, v in curves.items()}
+        with EventLog(tmp) as events:
+            for p in settings["policies"]:
+                curve_to_events(events, p, {"cum_reward": cum[f"{p}/reward"], "cum_regret": cum[f"{p}/regret"],
+                                            "ctr": cum[f"{p}/click"] / t})
     return metrics
 
 

@@ -26,7 +26,9 @@ on a small softmax problem with a known gradient: keys ``reinforce_tradeoff/...`
 Writes ``--out`` (default ``runs/online_learning``): ``metrics.json`` with
 ``cumulative_reward/<scenario>/<variant>`` (+ ``_ci95``, 95% t over seeds) and
 ``reward_after_drift/<scenario>/<variant>`` (steps >= T/2), ``config.json``,
-``curves.npz``, ``reward_<scenario>.png``.
+``curves.npz``, ``reward_<scenario>.png``; TensorBoard events in ``tb/``:
+``<scenario>/<variant>/cum_reward``, ``.../reward`` (per slate) and ``.../loss``
+(the window loss; not for ``frozen``), means over seeds against t.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ import numpy as np
 
 from rec_jax.eval.confidence import t_ci95
 from rec_jax.runs import staged_run_dir
+from rec_jax.tensorboard import EventLog, curve_to_events
 from rec_jax.cli import tyro_cli
 
 SCENARIOS = ("stationary", "abrupt_drift")
@@ -218,6 +221,16 @@ def main(cfg: Config) -> dict:
         write_json(tmp / "metrics.json", metrics)
         np.savez(tmp / "curves.npz", **curves)
         plot(curves, settings, tmp)
+        with EventLog(tmp) as events:
+            for scenario in SCENARIOS:
+                for v in VARIANTS:
+                    reward = curves[f"{scenario}/{v}/reward"].astype(np.float64)
+                    prefix = f"{scenario}/{v}"
+                    curve_to_events(events, prefix, {"cum_reward": np.cumsum(reward, axis=1).mean(axis=0)})
+                    per_step = {"reward": reward.mean(axis=0)}
+                    if v != "frozen":
+                        per_step["loss"] = curves[f"{prefix}/loss"].mean(axis=0)
+                    curve_to_events(events, prefix, per_step, reduce="mean")  # noisy: bin means
     return metrics
 
 

@@ -1,9 +1,9 @@
 """One training run end to end: data -> fit -> best-checkpoint test metrics -> run record.
 
 Writes ``out_dir/config.json``, ``metrics.json``, ``per_user.npz`` (per-user test
-metrics, for paired bootstrap comparisons between runs), ``learning_curve.png``
-and ``checkpoints/``. Only ``checkpoints/`` exists while training runs; the record
-files are written atomically at the end.
+metrics, for paired bootstrap comparisons between runs), ``learning_curve.png``,
+``checkpoints/`` and ``tb/`` (TensorBoard events). Only ``checkpoints/`` and ``tb/``
+exist while training runs; the record files are written atomically at the end.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import numpy as np
 from rec_jax import runs
 from rec_jax.eval.bootstrap import bootstrap_ci95
 from rec_jax.models import make_model
+from rec_jax.tensorboard import EventLog
 from rec_jax.train.config import TrainConfig, model_config
 from rec_jax.train.evaluate import Evaluator
 from rec_jax.train.pipeline import PreparedData, prepare
@@ -84,6 +85,18 @@ def plot_learning_curve(history: dict[str, np.ndarray], epochs_run: int, best_ep
     runs.save_figure(fig, path)
 
 
+def epoch_scalars(row: dict[str, float], mask_history: bool, num_windows: int) -> dict[str, float]:
+    """TensorBoard tags of one epoch's history ``row`` (metrics.json key conventions)."""
+    return {
+        "train/loss": row["train_loss"],
+        "valid/ndcg@10": row["valid_ndcg@10"],  # the early-stopping convention, as in metrics.json
+        f"valid_{'unmasked' if mask_history else 'masked'}/ndcg@10": row["valid_other_ndcg@10"],
+        "time/epoch_s": row["epoch_s"],
+        "time/eval_s": row["eval_s"],
+        "throughput/windows_per_s": num_windows / row["epoch_s"],
+    }
+
+
 def train_and_evaluate(config: TrainConfig, out_dir: str | Path, *, resume: bool = False,
                        progress: bool = True, prepared: PreparedData | None = None,
                        log=print, write: bool = True) -> dict[str, Any]:
@@ -92,12 +105,22 @@ def train_and_evaluate(config: TrainConfig, out_dir: str | Path, *, resume: bool
     prepared = prepared if prepared is not None else prepare(config)
     model = make_model(config.model, model_config(config, prepared.num_items))
     valid_eval = Evaluator(model, prepared.valid, config.eval_batch_size)
-    result = fit(model, config, prepared.windows, valid_eval, ckpt_dir=out_dir / "checkpoints",
-                 resume=resume, progress=progress, log=log)
-    test_eval = Evaluator(model, prepared.test, config.eval_batch_size)
-    test_per_user = test_eval.per_user(result.best_params)
-    eval_s = test_eval.time_pass(result.best_params)
-    metrics = summarize(config, prepared, result, test_per_user, eval_s, seed=config.seed)
+    num_windows = int(prepared.windows.seq.shape[0])
+    # purge "first": a resumed run supersedes what the killed one logged from its first epoch on
+    with EventLog(out_dir, purge_step="first") as events:
+
+        def on_epoch(epoch, row):
+            events.scalars(epoch, epoch_scalars(row, config.mask_history, num_windows))
+            events.flush()  # one small write per epoch: a live TensorBoard follows the run
+
+        result = fit(model, config, prepared.windows, valid_eval, ckpt_dir=out_dir / "checkpoints",
+                     resume=resume, progress=progress, log=log, on_epoch=on_epoch if write else None)
+        test_eval = Evaluator(model, prepared.test, config.eval_batch_size)
+        test_per_user = test_eval.per_user(result.best_params)
+        eval_s = test_eval.time_pass(result.best_params)
+        metrics = summarize(config, prepared, result, test_per_user, eval_s, seed=config.seed)
+        if write:  # the best-validation params' test metrics, one step after the last epoch
+            events.scalars(result.epochs_run, {k: v for k, v in metrics.items() if k.startswith("test")})
     if write:
         runs.write_config(out_dir, config, resumed_from_epoch=result.resumed_from)
         np.savez(out_dir / "per_user.npz", **{k.replace("/", "__"): v for k, v in test_per_user.items()})

@@ -132,11 +132,14 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Train with early stopping on validation NDCG@10; returns the best-validation params.
 
     windows: a ``rec_jax.data`` Windows (``seq int32[W, L+1]``, ``target_mask bool[W, L]``).
     The early-stopping metric follows ``config.mask_history`` (masked or unmasked NDCG@10).
+    on_epoch(epoch, row): called after each epoch this call runs (not the ones a resumed
+    run restored) with that epoch's history entries (``train_loss``, ``valid_ndcg@10``, ...).
     """
     root_key = jax.random.key(config.seed)
     init_key, data_key = jax.random.split(root_key)
@@ -204,6 +207,8 @@ def fit(
         history["valid_other_ndcg@10"][epoch] = valid[other_key]
         history["epoch_s"][epoch] = epoch_s
         history["eval_s"][epoch] = eval_s
+        if on_epoch is not None:
+            on_epoch(epoch, {name: float(values[epoch]) for name, values in history.items()})
         if metric > best_metric:
             # a copy: the next epoch donates (overwrites) the buffers of ``state``
             best_params = jax.tree.map(jnp.copy, state.params)
