@@ -36,7 +36,7 @@ def _scalar(value) -> float | None:
     if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
         return None
     if isinstance(value, np.ndarray):
-        if value.ndim != 0 or not np.issubdtype(value.dtype, np.number):
+        if value.ndim != 0 or not (np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)):
             return None
         value = value.item()
     if not isinstance(value, numbers.Real):

@@ -187,3 +187,30 @@ def test_bandits_events_match_curves_and_final_regret(tmp_path):
         assert final_step == 6
         np.testing.assert_allclose(final_regret, metrics[f"final_regret/bernoulli/{p}"], rtol=1e-6)
         np.testing.assert_allclose(got[f"bernoulli/{p}/ctr"][-1][1], metrics[f"final_ctr/bernoulli/{p}"], rtol=1e-6)
+
+
+@pytest.mark.slow  # five engine programs compile (the same run as tests/test_adapt_experiment.py)
+def test_adaptive_events_log_the_chosen_epsilons(tmp_path):
+    from experiments import adaptive
+
+    out = tmp_path / "run"
+    argv = ["--out", str(out), "--seeds", "2", "--steps", "20", "--streams", "2", "--pbt-members", "2",
+            "--period", "10", "--pbt-interval", "5", "--grid", "0.05,0.5"]
+    assert adaptive.cli(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    curves = np.load(out / "curves.npz")
+    got = read_scalars(out / "tb")
+    for s, scen in enumerate(("stationary", "gradual_drift", "abrupt_drift")):
+        for method in ("ts", "exp3"):  # the choice for the period starting at step t, mean over seeds
+            chosen = curves[f"trace__meta_{method}__epsilon"][s].astype(np.float64)  # [seeds, P]
+            expected = [(p * 10 + 1, f32(e)) for p, e in enumerate(chosen.mean(axis=0))]
+            np.testing.assert_allclose(got[f"{scen}/adaptive_meta_{method}/epsilon"], expected, rtol=1e-6)
+        pbt = curves["trace__pbt__epsilon"][s].astype(np.float64)  # [seeds, R, M]
+        expected = [((r + 1) * 5, f32(e)) for r, e in enumerate(pbt.mean(axis=(0, 2)))]
+        np.testing.assert_allclose(got[f"{scen}/adaptive_pbt/epsilon"], expected, rtol=1e-6)
+        for v in ("fixed_eps_0.05", "adaptive_pbt", "adaptive_drift_reset"):
+            step, total = got[f"{scen}/{v}/cum_reward"][-1]
+            assert step == 20
+            np.testing.assert_allclose(total, metrics[f"cumulative_reward/{scen}/{v}"], rtol=1e-6)
+            per_step = curves[v][s].astype(np.float64).mean(axis=0)
+            np.testing.assert_allclose([y for _, y in got[f"{scen}/{v}/reward"]], per_step, rtol=1e-6, atol=1e-7)
