@@ -63,7 +63,7 @@ STUDIES = (
                  "--policies", "ucb1,linucb")),
     Study("large_model_ee", "large_model_ee", "Exploration around the trained SASRec vs exploiting it",
           ("--quick", "--seeds", "3", "--steps", "60", "--streams", "16", "--policies",
-           "exploit,score_epsilon_greedy,neural_linear_ts,neural_linear_ucb"), (),
+           "exploit,epsilon_greedy,neural_linear_ts,neural_linear_ucb"), (),
           ("reward_curves.png", "regret_curves.png"), ("cumulative_reward/*",)),
     Study("adaptive", "adaptive", "Adaptive regulation: meta-bandits, PBT, drift resets",
           ("--quick", "--seeds", "3", "--steps", "1000"), (),
