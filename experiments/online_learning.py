@@ -73,6 +73,7 @@ class Config:
     epsilon: float = 0.05  # exploration of the acting policy (gives REINFORCE its off-policy data)
     slate_size: int = 5  # K items per slate
     cap: float = 10.0  # REINFORCE importance-weight cap
+    variants: str = ",".join(VARIANTS)  # comma-separated variants to run ("frozen", the baseline, always runs)
     seed: int = 0  # root seed
 
 
@@ -87,8 +88,13 @@ def resolve(cfg: Config) -> dict:
         raise ValueError("--steps/--streams/--update-every/--train-epochs/--grad-steps: expected >= 1")
     if steps % every or steps // every < 2:
         raise ValueError(f"--steps={steps}: expected a multiple of --update-every={every}, at least twice it")
+    variants = [v.strip() for v in cfg.variants.split(",") if v.strip()]
+    for v in variants:
+        if v not in VARIANTS:
+            raise ValueError(f"--variants: unknown variant {v!r}; expected some of {', '.join(VARIANTS)}")
+    variants = [v for v in VARIANTS if v == "frozen" or v in variants]  # the baseline first, always
     return dict(dataclasses.asdict(cfg), out=str(cfg.out), model_dir=cfg.model_dir and str(cfg.model_dir),
-                steps=steps, streams=streams, update_every=every, train_epochs=epochs)
+                steps=steps, streams=streams, update_every=every, train_epochs=epochs, variants=variants)
 
 
 def run_variant(variant, scenario, model, encoder_params, sim, env_params, settings):
@@ -172,7 +178,7 @@ def plot(curves: dict, settings: dict, out: Path) -> None:
     w = settings["update_every"]
     for scenario in SCENARIOS:
         fig, ax = plt.subplots(figsize=(6, 4))
-        for v in VARIANTS:
+        for v in settings["variants"]:
             y = curves[f"{scenario}/{v}/reward"].astype(np.float64)
             y = np.stack([np.convolve(row, np.ones(w) / w, mode="same") for row in y])  # moving average
             plot_mean_ci(ax, t, y, label=v)
@@ -196,7 +202,7 @@ def main(cfg: Config) -> dict:
     curves, metrics = {}, {}
     half = settings["steps"] // 2
     for scenario in SCENARIOS:
-        for v in VARIANTS:
+        for v in settings["variants"]:
             t0 = time.perf_counter()
             reward, loss = run_variant(v, scenario, model, encoder_params, sim, env_params, settings)
             total = reward.astype(np.float64).sum(1)
@@ -209,7 +215,7 @@ def main(cfg: Config) -> dict:
             print(f"{scenario:>14s} {v:>24s} reward {total.mean():8.2f} ± {t_ci95(total):5.2f}"
                   f"  after T/2 {after.mean():8.2f}  ({time.perf_counter() - t0:.1f}s)", flush=True)
         frozen = curves[f"{scenario}/frozen/reward"][:, half:].astype(np.float64).sum(1)
-        for v in VARIANTS:
+        for v in settings["variants"]:
             if v != "frozen":
                 diff = curves[f"{scenario}/{v}/reward"][:, half:].astype(np.float64).sum(1) - frozen
                 metrics[f"after_drift_vs_frozen/{scenario}/{v}"] = float(diff.mean())
@@ -223,7 +229,7 @@ def main(cfg: Config) -> dict:
         plot(curves, settings, tmp)
         with EventLog(tmp) as events:
             for scenario in SCENARIOS:
-                for v in VARIANTS:
+                for v in settings["variants"]:
                     reward = curves[f"{scenario}/{v}/reward"].astype(np.float64)
                     prefix = f"{scenario}/{v}"
                     curve_to_events(events, prefix, {"cum_reward": np.cumsum(reward, axis=1).mean(axis=0)})
