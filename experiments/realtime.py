@@ -139,6 +139,14 @@ def concurrent_stream(seqs):
     return empty, owner[order].astype(np.int64), seqs.items[order].astype(np.int32)
 
 
+def _seen_before(users) -> np.ndarray:
+    """bool[E]: event e's user had an earlier event in ``users``."""
+    _, first = np.unique(users, return_index=True)
+    seen = np.ones(len(users), bool)
+    seen[first] = False
+    return seen
+
+
 def users_by_recency(seqs, histories) -> np.ndarray:
     """Users with a history, most recently active (last history event) first."""
     last = np.full(seqs.num_users, -1, np.int64)
@@ -256,7 +264,8 @@ def replay(server, users, items, batch_size: int, rate: float, prequential: Preq
     num = len(users)
     latency = np.zeros(num)
     slates = np.zeros((num, server.cfg.slate_size), np.int32)
-    step_s, reencode_s, batch_len = [], [], []
+    step_s, reencode_s, batch_len, batch_end = [], [], [], []
+    batch_of = np.zeros(num, np.int64)  # which micro-batch served each event
     bar = tqdm(total=num, desc=desc, unit="ev", leave=False, mininterval=2.0)
     start = time.perf_counter()
     arrival = start + np.arange(num) / rate if rate > 0 else None
@@ -280,6 +289,8 @@ def replay(server, users, items, batch_size: int, rate: float, prequential: Preq
         slates[idx] = slate
         step_s.append(server.last_step_s)
         batch_len.append(len(idx))
+        batch_end.append(done - start)
+        batch_of[idx] = len(batch_end) - 1
         if reencoder is not None:
             pre_reencode.score(u, i, idx)
             _, _, topk_r = reencoder.serve(u, i, idx)
@@ -291,7 +302,8 @@ def replay(server, users, items, batch_size: int, rate: float, prequential: Preq
     total_s = time.perf_counter() - start
     bar.close()
     return {"latency_s": latency, "slates": slates, "step_s": np.asarray(step_s),
-            "reencode_s": np.asarray(reencode_s), "batch_len": np.asarray(batch_len), "total_s": total_s}
+            "reencode_s": np.asarray(reencode_s), "batch_len": np.asarray(batch_len),
+            "batch_end_s": np.asarray(batch_end), "batch_of": batch_of, "total_s": total_s}
 
 
 # ----------------------------------------------------------------------------- study
@@ -426,6 +438,12 @@ def main(cfg: Config, log=print) -> dict:
         metrics[f"load_mean_micro_batch/batch={biggest}{label}"] = float(np.mean(out["batch_len"]))
         metrics[f"load_cache_hit_rate/batch={biggest}{label}"] = server.table.hit_rate()
         metrics[f"load_events{label}"] = n
+        # after the cold start: from the end of the batch that served the last user's first event
+        first_round_end = int(out["batch_of"][~_seen_before(load_users[:n])].max())
+        warm_events = n - int(np.sum(out["batch_len"][: first_round_end + 1]))
+        warm_s = out["batch_end_s"][-1] - out["batch_end_s"][first_round_end]
+        metrics[f"load_events_per_s_warm/batch={biggest}{label}"] = (  # NaN: no event after the cold start
+            float(warm_events / warm_s) if warm_events > 0 else float("nan"))
         log(f"load test b={biggest}{label} (cache {cap}): {n / out['total_s']:,.0f} events/s over {n} events, "
             f"mean micro-batch {np.mean(out['batch_len']):.1f}, hit rate {server.table.hit_rate():.3f}, "
             f"p99 {np.percentile(lat_ms, 99):.1f} ms")
