@@ -173,7 +173,8 @@ def _flat_numbers(metrics: dict, patterns: tuple[str, ...], limit: int = 16) -> 
             value = metrics[key]
             if isinstance(value, (int, float)):
                 ci = metrics.get(f"{key}_ci95")
-                rows.append((key, value if ci is None else f"{value:.4g} ± {ci:.2g}"))
+                shown = isinstance(ci, (int, float)) and ci > 0  # one seed: no interval to show
+                rows.append((key, f"{value:.4g} ± {ci:.2g}" if shown else value))
     return rows[:limit]
 
 
