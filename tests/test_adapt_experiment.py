@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from experiments import adaptive
+from rec_jax.tensorboard import read_scalars
 
 
 # Five engine programs on the recommender env compile here (~1 min on 2 free cores, several
@@ -34,6 +35,22 @@ def test_adaptive_end_to_end_tiny(tmp_path):
             np.testing.assert_allclose(metrics[f"cumulative_reward/{scen}/{v}_ci95"], half, rtol=1e-4, atol=1e-9)
     chosen = curves["trace__meta_ts__epsilon"]  # [3, seeds, periods]: always a grid value
     assert chosen.shape == (3, 2, 2) and set(np.unique(chosen)) <= {np.float32(0.05), np.float32(0.5)}
+    # TensorBoard events: the epsilons chosen over time and the reward curves, means over seeds
+    events = read_scalars(out / "tb")
+    for s, scen in enumerate(("stationary", "gradual_drift", "abrupt_drift")):
+        for method in ("ts", "exp3"):  # the choice for the period starting at step t
+            mean = curves[f"trace__meta_{method}__epsilon"][s].astype(np.float64).mean(axis=0)  # [P]
+            expected = [(p * 10 + 1, np.float32(e)) for p, e in enumerate(mean)]
+            np.testing.assert_allclose(events[f"{scen}/adaptive_meta_{method}/epsilon"], expected, rtol=1e-6)
+        pbt = curves["trace__pbt__epsilon"][s].astype(np.float64)  # [seeds, R, M]
+        expected = [((r + 1) * 10, np.float32(e)) for r, e in enumerate(pbt.mean(axis=(0, 2)))]
+        np.testing.assert_allclose(events[f"{scen}/adaptive_pbt/epsilon"], expected, rtol=1e-6)
+        for v in variants:
+            step, total = events[f"{scen}/{v}/cum_reward"][-1]
+            assert step == 20
+            np.testing.assert_allclose(total, metrics[f"cumulative_reward/{scen}/{v}"], rtol=1e-6)
+            per_step = curves[v][s].astype(np.float64).mean(axis=0)
+            np.testing.assert_allclose([y for _, y in events[f"{scen}/{v}/reward"]], per_step, rtol=1e-6, atol=1e-7)
     for name in ("cumulative_reward.png", "chosen_setting.png", "pbt_trajectories.png"):
         assert (out / name).stat().st_size > 0
     targets = json.loads((out / "targets.json").read_text())

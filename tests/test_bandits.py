@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import bandits
+from rec_jax.tensorboard import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +34,18 @@ def test_bandits_end_to_end_tiny(tmp_path):
             ctr = curves[f"{e}/{p}/ctr"]
             np.testing.assert_allclose(metrics[f"final_ctr/{e}/{p}"], ctr[:, -1].mean(), rtol=1e-5)
         assert (out / f"regret_{e}.png").stat().st_size > 0 and (out / f"ctr_{e}.png").stat().st_size > 0
+    # TensorBoard events: the seed-mean curves, step by step; the last points are the final metrics
+    events = read_scalars(out / "tb")
+    assert set(events) == {f"{e}/{p}/{w}" for e in envs for p in policies for w in ("ctr", "cum_regret")}
+    for e in envs:
+        for p in policies:
+            for what in ("ctr", "cum_regret"):
+                mean = curves[f"{e}/{p}/{what}"].astype(np.float64).mean(axis=0).astype(np.float32)
+                assert [s for s, _ in events[f"{e}/{p}/{what}"]] == list(range(1, 7))
+                np.testing.assert_allclose([v for _, v in events[f"{e}/{p}/{what}"]], mean, rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(events[f"{e}/{p}/cum_regret"][-1][1], metrics[f"final_regret/{e}/{p}"],
+                                       rtol=1e-6)
+            np.testing.assert_allclose(events[f"{e}/{p}/ctr"][-1][1], metrics[f"final_ctr/{e}/{p}"], rtol=1e-6)
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["envs"] == list(envs) and config["config"]["seeds"] == 2
     assert {"versions", "git_commit", "device_kind", "device_count", "date"} <= set(config["provenance"])

@@ -166,51 +166,5 @@ def test_resumed_training_supersedes_the_killed_runs_events(tiny_training_run, t
         assert got[tag] == first[tag], tag
 
 
-def test_bandits_events_match_curves_and_final_regret(tmp_path):
-    from experiments import bandits
-
-    out = tmp_path / "run"
-    argv = ["--data", "synthetic", "--out", str(out), "--seeds", "2", "--steps", "6", "--streams", "2",
-            "--envs", "bernoulli", "--policies", "ucb1,epsilon_greedy"]
-    assert bandits.cli(argv) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    curves = np.load(out / "curves.npz")
-    got = read_scalars(out / "tb")
-    assert set(got) == {f"bernoulli/{p}/{w}" for p in ("ucb1", "epsilon_greedy") for w in ("ctr", "cum_regret")}
-    for p in ("ucb1", "epsilon_greedy"):
-        for what in ("ctr", "cum_regret"):
-            per_seed = curves[f"bernoulli/{p}/{what}"].astype(np.float64)  # [seeds, T]
-            expected = [(t, f32(v)) for t, v in zip(curves["t"], per_seed.mean(axis=0))]
-            assert [s for s, _ in got[f"bernoulli/{p}/{what}"]] == list(range(1, 7))
-            np.testing.assert_allclose(got[f"bernoulli/{p}/{what}"], expected, rtol=1e-6, atol=1e-7)
-        final_step, final_regret = got[f"bernoulli/{p}/cum_regret"][-1]
-        assert final_step == 6
-        np.testing.assert_allclose(final_regret, metrics[f"final_regret/bernoulli/{p}"], rtol=1e-6)
-        np.testing.assert_allclose(got[f"bernoulli/{p}/ctr"][-1][1], metrics[f"final_ctr/bernoulli/{p}"], rtol=1e-6)
-
-
-@pytest.mark.slow  # five engine programs compile (the same run as tests/test_adapt_experiment.py)
-def test_adaptive_events_log_the_chosen_epsilons(tmp_path):
-    from experiments import adaptive
-
-    out = tmp_path / "run"
-    argv = ["--out", str(out), "--seeds", "2", "--steps", "20", "--streams", "2", "--pbt-members", "2",
-            "--period", "10", "--pbt-interval", "5", "--grid", "0.05,0.5"]
-    assert adaptive.cli(argv) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    curves = np.load(out / "curves.npz")
-    got = read_scalars(out / "tb")
-    for s, scen in enumerate(("stationary", "gradual_drift", "abrupt_drift")):
-        for method in ("ts", "exp3"):  # the choice for the period starting at step t, mean over seeds
-            chosen = curves[f"trace__meta_{method}__epsilon"][s].astype(np.float64)  # [seeds, P]
-            expected = [(p * 10 + 1, f32(e)) for p, e in enumerate(chosen.mean(axis=0))]
-            np.testing.assert_allclose(got[f"{scen}/adaptive_meta_{method}/epsilon"], expected, rtol=1e-6)
-        pbt = curves["trace__pbt__epsilon"][s].astype(np.float64)  # [seeds, R, M]
-        expected = [((r + 1) * 5, f32(e)) for r, e in enumerate(pbt.mean(axis=(0, 2)))]
-        np.testing.assert_allclose(got[f"{scen}/adaptive_pbt/epsilon"], expected, rtol=1e-6)
-        for v in ("fixed_eps_0.05", "adaptive_pbt", "adaptive_drift_reset"):
-            step, total = got[f"{scen}/{v}/cum_reward"][-1]
-            assert step == 20
-            np.testing.assert_allclose(total, metrics[f"cumulative_reward/{scen}/{v}"], rtol=1e-6)
-            per_step = curves[v][s].astype(np.float64).mean(axis=0)
-            np.testing.assert_allclose([y for _, y in got[f"{scen}/{v}/reward"]], per_step, rtol=1e-6, atol=1e-7)
+# The bandits and adaptive studies' events are checked on the runs their own end-to-end tests
+# make (tests/test_bandits.py, tests/test_adapt_experiment.py): one run each, not two.
