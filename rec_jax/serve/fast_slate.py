@@ -17,7 +17,7 @@ with their own random draws. For epsilon-greedy the same slate distribution come
 The shuffle prefix comes from ``draws`` (default 8K) uniform item ids per event:
 keeping the available ones at their first occurrence, in draw order, is sequential
 sampling without replacement by rejection, so the kept items are a uniformly random
-ordered prefix whatever how many draws were rejected (which item is accepted never
+ordered prefix however many draws were rejected (which item is accepted never
 depends on how many tries it took). Only when fewer than 2K are kept (rare: the
 user has seen most items; the tests force it) does the batch fall back to ranking N
 iid uniforms per event, which is exact too. Both paths give the exact distribution;
