@@ -49,8 +49,9 @@ def main(argv=None) -> dict:
     test_eval = Evaluator(model, prepared.test, config.eval_batch_size)
     eval_s = test_eval.time_pass(result.best_params, repeats=5)
     epoch_s = float(np.median(result.history["epoch_s"][: result.epochs_run]))
-    num_windows = int(prepared.windows.seq.shape[0])
-    num_positions = int(np.asarray(prepared.windows.target_mask).sum())
+    # rows trained per epoch: every window (and its targets) window_repeats times
+    num_windows = int(prepared.windows.seq.shape[0]) * config.window_repeats
+    num_positions = int(np.asarray(prepared.windows.target_mask).sum()) * config.window_repeats
     out = {
         "preset": args.preset,
         "model": config.model,

@@ -9,7 +9,10 @@ import pytest
 from rec_jax.models import BERT4RecConfig, make_bert4rec
 
 N, L, D = 20, 8, 16
-CFG = BERT4RecConfig(num_items=N, max_len=L, dim=D, num_heads=2, ff_dim=32, mask_prob=0.3)
+# Cloze restricted to the window's counted targets, so the statistics below can check that
+# positions outside target_mask are never hidden; the whole-window default is tested apart.
+CFG = BERT4RecConfig(num_items=N, max_len=L, dim=D, num_heads=2, ff_dim=32, mask_prob=0.3,
+                     cloze_whole_window=False)
 
 
 def test_bidirectional_later_items_change_earlier_states():
@@ -100,3 +103,23 @@ def test_masking_depends_on_the_key(cloze):
     c = cloze(jax.random.key(4), windows, tm)[0][2]
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_whole_window_cloze_hides_any_real_item_but_never_padding():
+    model = make_bert4rec(dataclasses.replace(CFG, cloze_whole_window=True, ft_ratio=0.0, mask_prob=0.5))
+    windows = _windows(np.random.default_rng(4), 4000)
+    target_mask = np.zeros((4000, L), bool)
+    target_mask[:, -1] = True  # the window counts only its last target
+    _, targets, mask = jax.tree.map(np.asarray, jax.jit(model.training_batch)(
+        jax.random.key(5), jnp.asarray(windows), jnp.asarray(target_mask)))
+    items = windows[:, 1:]
+    assert not np.any(mask & (items == 0))
+    np.testing.assert_array_equal(targets, np.where(mask, items, 0))
+    # Every real position, not only the counted last one, is hidden with probability
+    # p + (1 - p)^n / n in a row of n real items (the forced mask when none was drawn).
+    real = items > 0
+    n = real.sum(1, keepdims=True)
+    p = 0.5
+    expected = np.where(real, p + (1 - p) ** n / np.maximum(n, 1), 0.0).sum(0)
+    std = np.sqrt(np.where(real, 0.25, 0.0).sum(0))
+    assert np.all(np.abs(mask.sum(0) - expected) < 4 * std), (mask.sum(0), expected)

@@ -13,8 +13,13 @@ last column, and reads the state there.
 Training (``training_batch``): the last L items of the window are the input. Each row
 is, with probability ``ft_ratio``, a "fine-tuning" row where only the last item is
 masked (next-item prediction, RecBole's ``ft_ratio``; the original code's
-``mask_last`` instances), otherwise a Cloze row where every non-pad target item is
-masked with probability ``mask_prob`` and at least one is masked.
+``mask_last`` instances), otherwise a Cloze row where every candidate item is
+masked with probability ``mask_prob`` and at least one is masked. With
+``cloze_whole_window`` (the default) every non-pad item of the window is a
+candidate; otherwise only the targets the window counts (``target_mask``). The
+whole window is the Cloze of the paper: a next-item model needs each target once
+per epoch, but a masked-item model learns from every position it can hide, and
+RecBole, which samples every prefix of a history, hides each item in many of them.
 
 params: {'encoder': {... as SASRec, item_embed has N+2 rows ...},
          'head': {'dense': {'kernel', 'bias'}, 'ln': {'scale', 'bias'}},
@@ -53,6 +58,7 @@ class BERT4RecConfig:
     mask_prob: float = 0.2  # Cloze: probability that an item is replaced by [MASK]
     init_std: float = 0.02  # std of the normal init of embeddings and kernels
     ft_ratio: float = 0.5  # fraction of training rows with only the last item masked (RecBole)
+    cloze_whole_window: bool = True  # Cloze candidates: every item of the window (False: its counted targets)
 
     def __post_init__(self):
         _check_transformer_config(self, "BERT4RecConfig")
@@ -154,7 +160,9 @@ def make_bert4rec(config: BERT4RecConfig) -> SequentialModel:
     def training_batch(key, seq_window, target_mask):
         seq_window = jnp.asarray(seq_window)
         items = seq_window[:, 1:]
-        candidates = jnp.asarray(target_mask, bool) & (items > 0)
+        candidates = items > 0
+        if not config.cloze_whole_window:
+            candidates = candidates & jnp.asarray(target_mask, bool)
         masked = cloze_mask(key, items, candidates, config.mask_prob, config.ft_ratio)
         inputs = jnp.where(masked, mask_token, items).astype(items.dtype)
         targets = jnp.where(masked, items, 0).astype(items.dtype)

@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rec_jax.models.dropout import Dropout
 from rec_jax.models.base import (
     SequentialModel,
     check_init_config,
@@ -104,7 +105,7 @@ class GRU4Rec(nn.Module):
         # Xavier-normal, as RecBole initialises GRU4Rec's embedding.
         embed_init = nn.initializers.xavier_normal()
         x = nn.Embed(c.num_items + 1, c.dim, embedding_init=embed_init, name="item_embed")(seq)
-        x = nn.Dropout(c.dropout)(x, deterministic=deterministic)
+        x = Dropout(c.dropout)(x, deterministic=deterministic)
         for i in range(c.num_layers):
             x = GRULayer(c.hidden_dim, name=f"gru_{i}")(x, valid)
         x = nn.Dense(c.dim, name="proj")(x)

@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rec_jax.models.dropout import Dropout
+
 # Attention logit for masked keys: finite, so a fully-masked row (a padding query
 # under the causal mask) gives a uniform average instead of NaN.
 _MASKED = -1e9
@@ -42,7 +44,7 @@ class SelfAttention(nn.Module):
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)
         logits = jnp.where(mask, logits, _MASKED)
         weights = jax.nn.softmax(logits, axis=-1)
-        weights = nn.Dropout(self.attn_dropout)(weights, deterministic=deterministic)
+        weights = Dropout(self.attn_dropout)(weights, deterministic=deterministic)
         out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
         return nn.DenseGeneral(self.dim, axis=(-2, -1), kernel_init=init, name="out")(out)
 
@@ -66,13 +68,13 @@ class EncoderBlock(nn.Module):
         )
         if last_only:
             x = x[:, -1:]
-        x = x + nn.Dropout(self.dropout)(y, deterministic=deterministic)
+        x = x + Dropout(self.dropout)(y, deterministic=deterministic)
         y = nn.LayerNorm(epsilon=_LN_EPS, name="ln_ff")(x)
         y = nn.Dense(self.ff_dim, kernel_init=init, name="ff_in")(y)
         y = nn.gelu(y)
-        y = nn.Dropout(self.dropout)(y, deterministic=deterministic)
+        y = Dropout(self.dropout)(y, deterministic=deterministic)
         y = nn.Dense(self.dim, kernel_init=init, name="ff_out")(y)
-        return x + nn.Dropout(self.dropout)(y, deterministic=deterministic)
+        return x + Dropout(self.dropout)(y, deterministic=deterministic)
 
 
 class TransformerEncoder(nn.Module):
@@ -111,7 +113,7 @@ class TransformerEncoder(nn.Module):
         positions = jnp.clip(jnp.cumsum(valid, axis=1) - 1, 0, self.max_len - 1)
         x = item_embed(seq) + pos_embed(positions)
         x = x * valid[..., None]
-        x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+        x = Dropout(self.dropout)(x, deterministic=deterministic)
         seq_len = seq.shape[1]
         mask = valid[:, None, None, :]  # keys at padding never attended to
         if self.causal:

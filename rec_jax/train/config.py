@@ -29,10 +29,12 @@ class TrainConfig:
     dropout: float = 0.2  # hidden dropout
     attn_dropout: float = 0.2  # attention-probability dropout
     mask_prob: float = 0.2  # Cloze masking probability (bert4rec only)
+    cloze_whole_window: bool = True  # Cloze may hide any item of a window, not only its counted targets (bert4rec only)
     # --- optimisation ---
     loss: str = "ce"  # "ce": full softmax cross-entropy over all items; "bce": one sampled negative
     batch_size: int = 256  # batch size per step, counted in ``batch_unit``s
     batch_unit: str = "target"  # "target": windows per step = batch_size / mean targets per window; "window": batch_size windows
+    window_repeats: int = 1  # copies of every window per epoch, each with its own dropout/Cloze draws (BERT4Rec's dupe_factor)
     learning_rate: float = 1e-3  # Adam(W) step size
     weight_decay: float = 0.0  # decoupled weight decay; > 0 switches Adam to AdamW
     epochs: int = 200  # upper bound on epochs

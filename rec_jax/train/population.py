@@ -8,8 +8,8 @@ differ only in hyperparameters that are DATA (DESIGN.md rule 3), held in a
   (AdamW; with weight decay 0 it is exactly Adam, which is what ``fit`` uses then),
   written into each member's optimizer state at every step;
 * dropout rates are traced too: the Flax modules keep their static ``rate``, and
-  :func:`dropout_as_data` intercepts every ``nn.Dropout`` call during the trace and
-  draws the same mask as Flax would, with the member's traced rate instead.
+  :func:`dropout_as_data` intercepts every Dropout call during the trace and
+  draws the same mask as the layer would, with the member's traced rate instead.
 
 All members see the same batches, the same initial parameters and the same dropout
 bits (common random numbers, the trainer's key layout for ``config.seed``), so member
@@ -32,10 +32,11 @@ import numpy as np
 import optax
 from flax import struct
 
+from rec_jax.models.dropout import dropout as apply_dropout
 from rec_jax.models.transformer import SelfAttention
 from rec_jax.train.config import TrainConfig, windows_per_batch
 from rec_jax.train.evaluate import Evaluator, rank_metrics
-from rec_jax.train.trainer import TrainState, make_loss_fn
+from rec_jax.train.trainer import TrainState, epoch_batches, make_loss_fn
 
 # The fields a population may vary; every other TrainConfig field must agree across members.
 SWEPT_FIELDS = ("learning_rate", "weight_decay", "dropout", "attn_dropout")
@@ -91,22 +92,20 @@ def population_hparams(configs: Sequence[TrainConfig]) -> tuple[TrainConfig, Pop
 
 
 def _traced_dropout(module: nn.Dropout, rate, inputs, deterministic=None, rng=None):
-    """``nn.Dropout.__call__`` with ``rate`` a traced f32[] instead of the module's static float.
+    """``Dropout.__call__`` with ``rate`` a traced f32[] instead of the module's static float.
 
     Draws the mask from the same key (``make_rng(rng_collection)``) with the same
-    ``bernoulli(key, 1 - rate)`` as Flax, so a member with rate r reproduces a model
-    built with ``dropout=r`` (rate 0 keeps every unit: the mask is all ones).
+    :func:`rec_jax.models.dropout.keep_mask` as the model's layers, so a member with
+    rate r reproduces a model built with ``dropout=r`` (rate 0 keeps every unit).
     """
     deterministic = nn.merge_param("deterministic", module.deterministic, deterministic)
     if deterministic:
         return inputs
-    keep_prob = 1.0 - jnp.clip(rate, 0.0, MAX_RATE)
+    if module.broadcast_dims:
+        raise ValueError(f"Dropout: broadcast_dims={module.broadcast_dims} is not supported; expected ()")
     if rng is None:
         rng = module.make_rng(module.rng_collection)
-    broadcast = {d % inputs.ndim for d in module.broadcast_dims}
-    shape = [1 if d in broadcast else s for d, s in enumerate(inputs.shape)]
-    mask = jnp.broadcast_to(jax.random.bernoulli(rng, p=keep_prob, shape=shape), inputs.shape)
-    return jax.lax.select(mask, inputs / keep_prob.astype(inputs.dtype), jnp.zeros_like(inputs))
+    return apply_dropout(rng, jnp.clip(rate, 0.0, MAX_RATE), inputs)
 
 
 def dropout_as_data(dropout, attn_dropout):
@@ -177,8 +176,6 @@ def make_population_epoch(model, config: TrainConfig, num_windows: int, batch_si
     """
     tx = population_optimizer()
     loss_fn = make_loss_fn(_finite_targets(model), config)
-    num_batches = -(-num_windows // batch_size)
-    pad = num_batches * batch_size - num_windows
 
     def member_step(params, opt_state, hp, key, windows, target_mask):
         with dropout_as_data(hp.dropout, hp.attn_dropout):
@@ -193,9 +190,7 @@ def make_population_epoch(model, config: TrainConfig, num_windows: int, batch_si
     all_members = jax.vmap(member_step, in_axes=(0, 0, 0, None, None, None))
 
     def epoch(state, hparams, windows, target_mask, epoch_key, step_key):
-        order = jax.random.permutation(epoch_key, num_windows)
-        order = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(num_batches, batch_size)
-        valid = (jnp.arange(num_batches * batch_size) < num_windows).reshape(num_batches, batch_size)
+        order, valid = epoch_batches(epoch_key, num_windows, batch_size, config.window_repeats)
 
         def body(state, xs):
             idx, ok = xs
@@ -290,8 +285,7 @@ def fit_population(
     """
     num_members = hparams.size
     root_key = jax.random.key(config.seed)
-    init_key, data_key = jax.random.split(root_key)  # the key layout of trainer.fit
-    step_key = jax.random.key(config.seed, impl="rbg")
+    init_key, data_key, step_key = jax.random.split(root_key, 3)  # the key layout of trainer.fit
     num_windows = int(windows.seq.shape[0])
     window_arr = jax.device_put(np.asarray(windows.seq, np.int32))
     mask_arr = jax.device_put(np.asarray(windows.target_mask, bool))

@@ -62,16 +62,32 @@ def make_loss_fn(model, config: TrainConfig) -> Callable:
     return loss_fn
 
 
+def epoch_batches(epoch_key, num_windows: int, batch_size: int, repeats: int = 1):
+    """The window indices of one epoch's batches: (order int32[S, B], valid bool[S, B]).
+
+    Every window appears ``repeats`` times, in a random order that is a function of
+    ``epoch_key`` alone; the last batch is padded with ``valid = False`` rows (index 0),
+    so every step has the same shape. S = ceil(num_windows * repeats / batch_size).
+    """
+    if repeats < 1:
+        raise ValueError(f"window_repeats={repeats}: expected >= 1")
+    rows = num_windows * repeats
+    num_batches = -(-rows // batch_size)
+    pad = num_batches * batch_size - rows
+    order = jax.random.permutation(epoch_key, rows) % num_windows
+    order = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(num_batches, batch_size)
+    valid = (jnp.arange(num_batches * batch_size) < rows).reshape(num_batches, batch_size)
+    return order, valid
+
+
 def make_train_epoch(model, config: TrainConfig, num_windows: int, batch_size: int) -> Callable:
     """Returns jitted ``train_epoch(state, windows, target_mask, epoch_key, step_key)``.
 
     windows: int32[W, L+1]; target_mask: bool[W, L].  Returns (state, mean loss f32[]).
-    The last batch is padded with masked-out rows so every step has the same shape.
+    Every window is used ``config.window_repeats`` times (see :func:`epoch_batches`).
     """
     tx = make_optimizer(config)
     loss_fn = make_loss_fn(model, config)
-    num_batches = -(-num_windows // batch_size)
-    pad = num_batches * batch_size - num_windows
 
     def train_step(carry, batch):
         state, step_key = carry
@@ -83,9 +99,7 @@ def make_train_epoch(model, config: TrainConfig, num_windows: int, batch_size: i
         return (TrainState(params, opt_state, state.step + 1), step_key), loss
 
     def train_epoch(state, windows, target_mask, epoch_key, step_key):
-        order = jax.random.permutation(epoch_key, num_windows)
-        order = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(num_batches, batch_size)
-        valid = (jnp.arange(num_batches * batch_size) < num_windows).reshape(num_batches, batch_size)
+        order, valid = epoch_batches(epoch_key, num_windows, batch_size, config.window_repeats)
 
         def body(carry, xs):
             idx, ok = xs
@@ -142,11 +156,7 @@ def fit(
     run restored) with that epoch's history entries (``train_loss``, ``valid_ndcg@10``, ...).
     """
     root_key = jax.random.key(config.seed)
-    init_key, data_key = jax.random.split(root_key)
-    # Dropout and Cloze masks draw millions of bits per step: the RBG generator makes
-    # them with XLA's RngBitGenerator instead of unrolled Threefry (much cheaper on
-    # CPU), and stays a deterministic function of the seed and the step.
-    step_key = jax.random.key(config.seed, impl="rbg")
+    init_key, data_key, step_key = jax.random.split(root_key, 3)
     num_windows = int(windows.seq.shape[0])
     window_arr = jax.device_put(np.asarray(windows.seq, np.int32))
     mask_arr = jax.device_put(np.asarray(windows.target_mask, bool))
@@ -225,7 +235,7 @@ def fit(
             }
             checkpoint.save(ckpt_dir, epoch, record)
         if bar is not None:
-            seq_per_s = num_windows / epoch_s
+            seq_per_s = num_windows * config.window_repeats / epoch_s
             bar.set_postfix(loss=f"{loss:.4f}", valid_ndcg10=f"{metric:.4f}", best=best_epoch,
                             windows_per_s=f"{seq_per_s:,.0f}")
             bar.update(1)
