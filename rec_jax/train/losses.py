@@ -29,6 +29,32 @@ def full_softmax_ce(logits: jax.Array, targets: jax.Array, loss_mask: jax.Array)
     return jnp.sum(per_position * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
+def compact_softmax_ce(score, hidden, targets, loss_mask, capacity: int) -> jax.Array:
+    """:func:`full_softmax_ce` with the item scores computed at the loss positions only.
+
+    score: ``h f32[K, D] -> logits f32[K, N+1]``; hidden: f32[B, L, D]; targets: int32[B, L];
+    loss_mask: bool[B, L]; capacity: the number of positions scored (static).  returns f32[].
+
+    Scoring all N items is most of a training step, and only the positions in the loss
+    need it (about half of a SASRec window, a fifth of a BERT4Rec one). The first
+    ``capacity`` loss positions are gathered and scored; a batch with more of them takes
+    the dense path instead (``lax.cond`` runs one branch), so the value is exact either way.
+    """
+    flat_hidden = hidden.reshape(-1, hidden.shape[-1])
+    flat_targets, flat_mask = targets.reshape(-1), loss_mask.reshape(-1)
+    count = jnp.sum(flat_mask)
+
+    def gathered(_):
+        (index,) = jnp.nonzero(flat_mask, size=capacity, fill_value=0)
+        used = jnp.arange(capacity) < count
+        return full_softmax_ce(score(flat_hidden[index]), flat_targets[index], used)
+
+    def dense(_):
+        return full_softmax_ce(score(hidden), targets, loss_mask)
+
+    return jax.lax.cond(count <= capacity, gathered, dense, None)
+
+
 def sampled_bce(
     key: jax.Array,
     hidden: jax.Array,

@@ -36,7 +36,7 @@ from rec_jax.models.dropout import dropout as apply_dropout
 from rec_jax.models.transformer import SelfAttention
 from rec_jax.train.config import TrainConfig, windows_per_batch
 from rec_jax.train.evaluate import Evaluator, rank_metrics
-from rec_jax.train.trainer import TrainState, epoch_batches, make_loss_fn
+from rec_jax.train.trainer import TrainState, epoch_batches, loss_capacity, make_loss_fn
 
 # The fields a population may vary; every other TrainConfig field must agree across members.
 SWEPT_FIELDS = ("learning_rate", "weight_decay", "dropout", "attn_dropout")
@@ -166,7 +166,8 @@ def _finite_targets(model):
     return model._replace(training_batch=training_batch)
 
 
-def make_population_epoch(model, config: TrainConfig, num_windows: int, batch_size: int) -> Callable:
+def make_population_epoch(model, config: TrainConfig, num_windows: int, batch_size: int,
+                          capacity: int | None = None) -> Callable:
     """Returns jitted ``epoch(state, hparams, windows, target_mask, epoch_key, step_key)``.
 
     state: TrainState with [P]-stacked params/opt_state (see :func:`init_population`);
@@ -175,7 +176,7 @@ def make_population_epoch(model, config: TrainConfig, num_windows: int, batch_si
     ``rec_jax.train.trainer.make_train_epoch``, shared by all members.
     """
     tx = population_optimizer()
-    loss_fn = make_loss_fn(_finite_targets(model), config)
+    loss_fn = make_loss_fn(_finite_targets(model), config, capacity)
 
     def member_step(params, opt_state, hp, key, windows, target_mask):
         with dropout_as_data(hp.dropout, hp.attn_dropout):
@@ -285,7 +286,7 @@ def fit_population(
     """
     num_members = hparams.size
     root_key = jax.random.key(config.seed)
-    init_key, data_key, step_key = jax.random.split(root_key, 3)  # the key layout of trainer.fit
+    init_key, data_key, step_key, probe_key = jax.random.split(root_key, 4)  # the key layout of trainer.fit
     num_windows = int(windows.seq.shape[0])
     window_arr = jax.device_put(np.asarray(windows.seq, np.int32))
     mask_arr = jax.device_put(np.asarray(windows.target_mask, bool))
@@ -295,13 +296,14 @@ def fit_population(
     state = init_population(model, hparams, init_key)
     cache = {} if cache is None else cache
     compile_s = 0.0
-    if num_members not in cache:
+    capacity = loss_capacity(model, config, windows, batch_size, probe_key)
+    if (num_members, capacity) not in cache:
         start = time.perf_counter()
-        epoch_fn = make_population_epoch(model, config, num_windows, batch_size)
-        cache[num_members] = epoch_fn.lower(
+        epoch_fn = make_population_epoch(model, config, num_windows, batch_size, capacity)
+        cache[num_members, capacity] = epoch_fn.lower(
             state, hparams, window_arr, mask_arr, jax.random.fold_in(data_key, 0), step_key).compile()
         compile_s = time.perf_counter() - start
-    epoch_fn = cache[num_members]
+    epoch_fn = cache[num_members, capacity]
     valid_evaluator(state.params)  # compile / warm the evaluation outside the timed epochs
 
     nan = np.full((config.epochs, num_members), np.nan)

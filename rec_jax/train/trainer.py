@@ -25,7 +25,7 @@ from flax import struct
 from rec_jax import checkpoint
 from rec_jax.train.config import TrainConfig, windows_per_batch
 from rec_jax.train.evaluate import Evaluator
-from rec_jax.train.losses import full_softmax_ce, sampled_bce
+from rec_jax.train.losses import compact_softmax_ce, full_softmax_ce, sampled_bce
 
 
 @struct.dataclass
@@ -44,8 +44,13 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.adam(config.learning_rate)
 
 
-def make_loss_fn(model, config: TrainConfig) -> Callable:
-    """``loss_fn(params, key, window, target_mask) -> f32[]`` for the configured loss."""
+def make_loss_fn(model, config: TrainConfig, capacity: int | None = None) -> Callable:
+    """``loss_fn(params, key, window, target_mask) -> f32[]`` for the configured loss.
+
+    capacity: with the full softmax, score only this many loss positions per step
+    (see :func:`rec_jax.train.losses.compact_softmax_ce` and :func:`loss_capacity`);
+    None scores every position.
+    """
     if config.loss not in ("ce", "bce"):
         raise ValueError(f"unknown loss {config.loss!r}; expected 'ce' or 'bce'")
     if config.loss == "bce" and config.model == "bert4rec":
@@ -55,11 +60,37 @@ def make_loss_fn(model, config: TrainConfig) -> Callable:
         batch_key, dropout_key, negative_key = jax.random.split(key, 3)
         inputs, targets, loss_mask = model.training_batch(batch_key, window, target_mask)
         hidden = model.hidden(params, inputs, train=True, key=dropout_key)
+        if config.loss == "ce" and capacity is not None:
+            return compact_softmax_ce(lambda h: model.score(params, h), hidden, targets, loss_mask, capacity)
         if config.loss == "ce":
             return full_softmax_ce(model.score(params, hidden), targets, loss_mask)
         return sampled_bce(negative_key, hidden, model.item_embeddings(params), targets, loss_mask)
 
     return loss_fn
+
+
+def loss_capacity(model, config: TrainConfig, windows, batch_size: int, key, samples: int = 64) -> int | None:
+    """How many loss positions a training step scores (None: all of them).
+
+    The loss positions of a batch vary (windows count different numbers of targets;
+    BERT4Rec hides a random number of items), so ``samples`` random batches are drawn
+    and the capacity is their 99th percentile, rounded up to a multiple of 8.
+    A batch above it is still exact (the dense path), only slower. None when the
+    capacity would be most of the batch anyway, or for the sampled BCE loss.
+    """
+    seq_len = int(windows.seq.shape[1]) - 1
+    if config.loss != "ce":
+        return None
+    index_key, mask_key = jax.random.split(key)
+    index = jax.random.randint(index_key, (samples, batch_size), 0, int(windows.seq.shape[0]))
+    seq, target_mask = jnp.asarray(windows.seq), jnp.asarray(windows.target_mask)
+
+    def count(k, idx):
+        return jnp.sum(model.training_batch(k, seq[idx], target_mask[idx])[2])
+
+    counts = np.asarray(jax.jit(jax.vmap(count))(jax.random.split(mask_key, samples), index))
+    capacity = int(np.ceil(np.quantile(counts, 0.99) / 8) * 8)
+    return None if capacity > 0.8 * batch_size * seq_len else capacity
 
 
 def epoch_batches(epoch_key, num_windows: int, batch_size: int, repeats: int = 1):
@@ -80,14 +111,16 @@ def epoch_batches(epoch_key, num_windows: int, batch_size: int, repeats: int = 1
     return order, valid
 
 
-def make_train_epoch(model, config: TrainConfig, num_windows: int, batch_size: int) -> Callable:
+def make_train_epoch(model, config: TrainConfig, num_windows: int, batch_size: int,
+                     capacity: int | None = None) -> Callable:
     """Returns jitted ``train_epoch(state, windows, target_mask, epoch_key, step_key)``.
 
     windows: int32[W, L+1]; target_mask: bool[W, L].  Returns (state, mean loss f32[]).
-    Every window is used ``config.window_repeats`` times (see :func:`epoch_batches`).
+    Every window is used ``config.window_repeats`` times (see :func:`epoch_batches`);
+    ``capacity`` goes to :func:`make_loss_fn`.
     """
     tx = make_optimizer(config)
-    loss_fn = make_loss_fn(model, config)
+    loss_fn = make_loss_fn(model, config, capacity)
 
     def train_step(carry, batch):
         state, step_key = carry
@@ -156,12 +189,13 @@ def fit(
     run restored) with that epoch's history entries (``train_loss``, ``valid_ndcg@10``, ...).
     """
     root_key = jax.random.key(config.seed)
-    init_key, data_key, step_key = jax.random.split(root_key, 3)
+    init_key, data_key, step_key, probe_key = jax.random.split(root_key, 4)
     num_windows = int(windows.seq.shape[0])
     window_arr = jax.device_put(np.asarray(windows.seq, np.int32))
     mask_arr = jax.device_put(np.asarray(windows.target_mask, bool))
     batch_size = windows_per_batch(config, num_windows, int(np.asarray(windows.target_mask).sum()))
-    train_epoch = make_train_epoch(model, config, num_windows, batch_size)
+    capacity = loss_capacity(model, config, windows, batch_size, probe_key)
+    train_epoch = make_train_epoch(model, config, num_windows, batch_size, capacity)
     stop_key = "masked/ndcg@10" if config.mask_history else "unmasked/ndcg@10"
     other_key = "unmasked/ndcg@10" if config.mask_history else "masked/ndcg@10"
 
