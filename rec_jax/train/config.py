@@ -29,6 +29,7 @@ class TrainConfig:
     dropout: float = 0.2  # hidden dropout
     attn_dropout: float = 0.2  # attention-probability dropout
     mask_prob: float = 0.2  # Cloze masking probability (bert4rec only)
+    ft_ratio: float = 0.5  # fraction of rows with only the last item hidden (next-item task; bert4rec only)
     cloze_whole_window: bool = True  # Cloze may hide any item of a window, not only its counted targets (bert4rec only)
     # --- optimisation ---
     loss: str = "ce"  # "ce": full softmax cross-entropy over all items; "bce": one sampled negative

@@ -138,7 +138,7 @@ def init_population(model, hparams: PopulationHParams, key) -> TrainState:
     returns TrainState with params and opt_state stacked on a leading [P] axis and a
     shared ``step: int32[]``.
     """
-    params = model.init(key)
+    params = jax.jit(model.init)(key)  # as trainer.init_train_state, so members start where fit does
     tx = population_optimizer()
 
     def member_opt_state(lr, wd):
