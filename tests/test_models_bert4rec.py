@@ -10,9 +10,10 @@ from rec_jax.models import BERT4RecConfig, make_bert4rec
 
 N, L, D = 20, 8, 16
 # Cloze restricted to the window's counted targets, so the statistics below can check that
-# positions outside target_mask are never hidden; the whole-window default is tested apart.
+# positions outside target_mask are never hidden, and next-item rows at the window's end;
+# the whole-window and random-prefix defaults are tested apart.
 CFG = BERT4RecConfig(num_items=N, max_len=L, dim=D, num_heads=2, ff_dim=32, mask_prob=0.3,
-                     cloze_whole_window=False)
+                     cloze_whole_window=False, ft_random_prefix=False)
 
 
 def test_bidirectional_later_items_change_earlier_states():
@@ -123,3 +124,32 @@ def test_whole_window_cloze_hides_any_real_item_but_never_padding():
     expected = np.where(real, p + (1 - p) ** n / np.maximum(n, 1), 0.0).sum(0)
     std = np.sqrt(np.where(real, 0.25, 0.0).sum(0))
     assert np.all(np.abs(mask.sum(0) - expected) < 4 * std), (mask.sum(0), expected)
+
+
+def test_random_prefix_rows_end_at_a_uniform_item_with_history():
+    model = make_bert4rec(dataclasses.replace(CFG, cloze_whole_window=True, ft_random_prefix=True, ft_ratio=1.0))
+    rng = np.random.default_rng(6)
+    windows = _windows(rng, 3000)
+    windows[:, 0] = 0  # so the first real item has no item before it and cannot be a cut
+    inputs, targets, mask = jax.tree.map(np.asarray, jax.jit(model.training_batch)(
+        jax.random.key(7), jnp.asarray(windows), jnp.ones((3000, L), bool)))
+    items = windows[:, 1:]
+    for row in range(3000):
+        real = np.flatnonzero(items[row])
+        if real.size < 2:  # no cut with history: nothing hidden
+            assert not mask[row].any()
+            continue
+        # hidden: only the last column, and it holds an item that has history before it
+        np.testing.assert_array_equal(np.flatnonzero(mask[row]), [L - 1])
+        # inputs: the window up to the cut, right-aligned, its last item replaced by [MASK]
+        length = int((inputs[row] > 0).sum())
+        prefix = items[row, real[0]: real[0] + length]
+        np.testing.assert_array_equal(inputs[row, L - length:-1], prefix[:-1])
+        assert inputs[row, -1] == N + 1 and targets[row, -1] == prefix[-1] and length >= 2
+    # the cut is uniform over the items with history: the prefix length of a full row
+    # (no padding, L real items) is uniform on 2..L
+    full = (items > 0).all(1)
+    lengths = (inputs[full] > 0).sum(1)
+    counts = np.bincount(lengths, minlength=L + 1)[2:]
+    expected = full.sum() / (L - 1)
+    assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected)), counts

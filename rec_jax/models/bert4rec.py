@@ -20,6 +20,11 @@ candidate; otherwise only the targets the window counts (``target_mask``). The
 whole window is the Cloze of the paper: a next-item model needs each target once
 per epoch, but a masked-item model learns from every position it can hide, and
 RecBole, which samples every prefix of a history, hides each item in many of them.
+With ``ft_random_prefix`` (the default) a fine-tuning row is a prefix of the window
+that ends at a uniformly drawn candidate with at least one item before it, moved to
+the right end (left-padded, as ``encode`` sees a history) with its last item hidden:
+the next-item task then covers every position of a history, as RecBole's prefix
+samples do, instead of only the window ends (every ``window_stride``-th item).
 
 params: {'encoder': {... as SASRec, item_embed has N+2 rows ...},
          'head': {'dense': {'kernel', 'bias'}, 'ln': {'scale', 'bias'}},
@@ -59,6 +64,7 @@ class BERT4RecConfig:
     init_std: float = 0.02  # std of the normal init of embeddings and kernels
     ft_ratio: float = 0.5  # fraction of training rows with only the last item masked (RecBole)
     cloze_whole_window: bool = True  # Cloze candidates: every item of the window (False: its counted targets)
+    ft_random_prefix: bool = True  # next-item rows end at a uniformly drawn item (False: the window's last)
 
     def __post_init__(self):
         _check_transformer_config(self, "BERT4RecConfig")
@@ -104,7 +110,7 @@ class _Head(nn.Module):
 
 
 def cloze_mask(key, items, candidates, mask_prob: float, ft_ratio: float):
-    """Which positions to mask. items: int32[B, L], candidates: bool[B, L] -> bool[B, L].
+    """Which positions to mask. items: int32[B, L], candidates: bool[B, L] -> (bool[B, L], ft_row bool[B]).
 
     Row kind: with probability ``ft_ratio`` only the last candidate is masked;
     otherwise each candidate is masked with probability ``mask_prob``, and if none
@@ -124,7 +130,22 @@ def cloze_mask(key, items, candidates, mask_prob: float, ft_ratio: float):
     last = jnp.max(jnp.where(candidates, cols, -1), axis=1)
     last_mask = (cols == last[:, None]) & candidates
     ft_row = jax.random.uniform(row_key, (num_rows,)) < ft_ratio
-    return jnp.where(ft_row[:, None], last_mask, random_mask)
+    return jnp.where(ft_row[:, None], last_mask, random_mask), ft_row
+
+
+def right_aligned_prefix(key, items, cut_ok):
+    """Each row cut after a uniformly drawn ``cut_ok`` column and shifted to end at column L-1.
+
+    items: int32[B, L] (left-padded); cut_ok: bool[B, L].  Returns int32[B, L], left-padded
+    with 0; a row without any ``cut_ok`` column is returned unchanged.
+    """
+    num_rows, seq_len = items.shape
+    u = jax.random.uniform(key, (num_rows, seq_len))
+    cut = jnp.argmax(jnp.where(cut_ok, u, -1.0), axis=1)
+    shift = jnp.where(cut_ok.any(axis=1), seq_len - 1 - cut, 0)
+    source = jnp.arange(seq_len)[None, :] - shift[:, None]
+    shifted = jnp.take_along_axis(items, jnp.clip(source, 0, seq_len - 1), axis=1)
+    return jnp.where(source >= 0, shifted, 0)
 
 
 def make_bert4rec(config: BERT4RecConfig) -> SequentialModel:
@@ -163,9 +184,17 @@ def make_bert4rec(config: BERT4RecConfig) -> SequentialModel:
         candidates = items > 0
         if not config.cloze_whole_window:
             candidates = candidates & jnp.asarray(target_mask, bool)
-        masked = cloze_mask(key, items, candidates, config.mask_prob, config.ft_ratio)
-        inputs = jnp.where(masked, mask_token, items).astype(items.dtype)
-        targets = jnp.where(masked, items, 0).astype(items.dtype)
+        mask_key, prefix_key = jax.random.split(key)
+        masked, ft_row = cloze_mask(mask_key, items, candidates, config.mask_prob, config.ft_ratio)
+        base = items
+        if config.ft_random_prefix:  # fine-tuning rows become random right-aligned prefixes
+            cut_ok = candidates & (seq_window[:, :-1] > 0)  # at least one item before the cut
+            prefix = right_aligned_prefix(prefix_key, items, cut_ok)
+            base = jnp.where(ft_row[:, None], prefix, items)
+            last_col = jnp.arange(items.shape[1])[None, :] == items.shape[1] - 1
+            masked = jnp.where(ft_row[:, None], last_col & cut_ok.any(axis=1, keepdims=True), masked)
+        inputs = jnp.where(masked, mask_token, base).astype(items.dtype)
+        targets = jnp.where(masked, base, 0).astype(items.dtype)
         return inputs, targets, masked
 
     return SequentialModel(
