@@ -31,6 +31,7 @@ class TrainConfig:
     mask_prob: float = 0.2  # Cloze masking probability (bert4rec only)
     ft_ratio: float = 0.5  # fraction of rows with only the last item hidden (next-item task; bert4rec only)
     cloze_whole_window: bool = True  # Cloze may hide any item of a window, not only its counted targets (bert4rec only)
+    ft_random_prefix: bool = False  # next-item rows end at a uniformly drawn item, not the window's last (bert4rec only)
     # --- optimisation ---
     loss: str = "ce"  # "ce": full softmax cross-entropy over all items; "bce": one sampled negative
     batch_size: int = 256  # batch size per step, counted in ``batch_unit``s
