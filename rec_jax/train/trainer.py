@@ -69,6 +69,9 @@ def make_loss_fn(model, config: TrainConfig, capacity: int | None = None) -> Cal
     return loss_fn
 
 
+MIN_COMPACT_POSITIONS = 512  # positions per step below which every position is scored
+
+
 def loss_capacity(model, config: TrainConfig, windows, batch_size: int, key, samples: int = 64) -> int | None:
     """How many loss positions a training step scores (None: all of them).
 
@@ -76,10 +79,12 @@ def loss_capacity(model, config: TrainConfig, windows, batch_size: int, key, sam
     BERT4Rec hides a random number of items), so ``samples`` random batches are drawn
     and the capacity is their 99th percentile, rounded up to a multiple of 8.
     A batch above it is still exact (the dense path), only slower. None when the
-    capacity would be most of the batch anyway, or for the sampled BCE loss.
+    capacity would be most of the batch anyway, for small steps (fewer than
+    ``MIN_COMPACT_POSITIONS``: not worth a probe and a second compiled branch; the
+    tiny test presets), or for the sampled BCE loss.
     """
     seq_len = int(windows.seq.shape[1]) - 1
-    if config.loss != "ce":
+    if config.loss != "ce" or batch_size * seq_len < MIN_COMPACT_POSITIONS:
         return None
     index_key, mask_key = jax.random.split(key)
     index = jax.random.randint(index_key, (samples, batch_size), 0, int(windows.seq.shape[0]))
