@@ -8,8 +8,8 @@ so the generator runs half as long. A unit is dropped when its 16-bit draw is be
 becomes 0.199997) and the kept units are scaled by the exact inverse of the keep
 probability, so the layer stays unbiased.
 
-``keep_mask`` is shared with ``rec_jax.train.population``, which needs the same
-masks with the rate as traced data.
+``Dropout.at_rate`` serves ``rec_jax.train.population``, which needs the same masks
+with the rate as traced data.
 """
 from __future__ import annotations
 
@@ -51,13 +51,19 @@ class Dropout(nn.Dropout):
     """``flax.linen.Dropout`` with the 16-bit masks of :func:`dropout` (same fields, same rng stream)."""
 
     def __call__(self, inputs, deterministic: bool | None = None, rng: jax.Array | None = None):
+        return self.at_rate(self.rate, inputs, deterministic, rng)
+
+    def at_rate(self, rate, inputs, deterministic: bool | None = None, rng: jax.Array | None = None):
+        """The layer with ``rate`` in place of ``self.rate``: a float, or a traced f32[] in
+        [0, 1) (``rec_jax.train.population`` trains several rates in one program)."""
         deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
         if self.broadcast_dims:
             raise ValueError(f"Dropout: broadcast_dims={self.broadcast_dims} is not supported; expected ()")
-        if self.rate == 0.0 or deterministic:
+        static = isinstance(rate, (int, float))
+        if deterministic or (static and rate == 0.0):
             return inputs
-        if self.rate >= 1.0:
+        if static and rate >= 1.0:
             return jnp.zeros_like(inputs)
         if rng is None:
             rng = self.make_rng(self.rng_collection)
-        return dropout(rng, self.rate, inputs)
+        return dropout(rng, rate, inputs)

@@ -32,7 +32,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from rec_jax.models.dropout import dropout as apply_dropout
+from rec_jax.models.dropout import Dropout
 from rec_jax.models.transformer import SelfAttention
 from rec_jax.train.config import TrainConfig, windows_per_batch
 from rec_jax.train.evaluate import Evaluator, rank_metrics
@@ -50,8 +50,8 @@ class PopulationHParams:
 
     learning_rate: jax.Array
     weight_decay: jax.Array
-    dropout: jax.Array  # hidden / embedding / FFN dropout (every nn.Dropout outside attention)
-    attn_dropout: jax.Array  # dropout on attention weights (nn.Dropout inside SelfAttention)
+    dropout: jax.Array  # hidden / embedding / FFN dropout (every Dropout outside attention)
+    attn_dropout: jax.Array  # dropout on attention weights (Dropout inside SelfAttention)
 
     @property
     def size(self) -> int:
@@ -91,32 +91,24 @@ def population_hparams(configs: Sequence[TrainConfig]) -> tuple[TrainConfig, Pop
 # --------------------------------------------------------------------------- dropout as data
 
 
-def _traced_dropout(module: nn.Dropout, rate, inputs, deterministic=None, rng=None):
+def _traced_dropout(module: Dropout, rate, inputs, deterministic=None, rng=None):
     """``Dropout.__call__`` with ``rate`` a traced f32[] instead of the module's static float.
 
-    Draws the mask from the same key (``make_rng(rng_collection)``) with the same
-    :func:`rec_jax.models.dropout.keep_mask` as the model's layers, so a member with
-    rate r reproduces a model built with ``dropout=r`` (rate 0 keeps every unit).
+    The layer's own :meth:`Dropout.at_rate`, so a member with rate r draws the masks of
+    a model built with ``dropout=r`` from the same key (rate 0 keeps every unit).
     """
-    deterministic = nn.merge_param("deterministic", module.deterministic, deterministic)
-    if deterministic:
-        return inputs
-    if module.broadcast_dims:
-        raise ValueError(f"Dropout: broadcast_dims={module.broadcast_dims} is not supported; expected ()")
-    if rng is None:
-        rng = module.make_rng(module.rng_collection)
-    return apply_dropout(rng, jnp.clip(rate, 0.0, MAX_RATE), inputs)
+    return module.at_rate(jnp.clip(rate, 0.0, MAX_RATE), inputs, deterministic, rng)
 
 
 def dropout_as_data(dropout, attn_dropout):
     """Context manager: while a model is traced inside it, its dropout rates are these traced f32[].
 
-    Every ``nn.Dropout`` whose parent is a ``SelfAttention`` uses ``attn_dropout``;
+    Every ``rec_jax.models.dropout.Dropout`` whose parent is a ``SelfAttention`` uses ``attn_dropout``;
     every other one uses ``dropout``. Other modules are untouched.
     """
 
     def interceptor(next_fun, args, kwargs, context):
-        if not (isinstance(context.module, nn.Dropout) and context.method_name == "__call__"):
+        if not (isinstance(context.module, Dropout) and context.method_name == "__call__"):
             return next_fun(*args, **kwargs)
         rate = attn_dropout if isinstance(context.module.parent, SelfAttention) else dropout
         return _traced_dropout(context.module, rate, *args, **kwargs)
