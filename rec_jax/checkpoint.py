@@ -1,4 +1,4 @@
-"""A thin Orbax wrapper used by training and simulation (DESIGN.md, "Exact resume").
+"""A thin Orbax wrapper used by training and simulation (docs/DESIGN.md, "Exact resume").
 
 Everything that runs for minutes saves a pytree of arrays (params, optimizer
 state, policy/simulator state, step, key data, data position) through these three

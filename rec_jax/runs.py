@@ -1,4 +1,4 @@
-"""The run record every experiment writes (DESIGN.md, "Run record").
+"""The run record every experiment writes (docs/DESIGN.md, "Run record").
 
 ``runs/<name>/config.json`` (resolved config + provenance), ``metrics.json`` (flat
 ``/``-separated keys), curves and figures. Files are written atomically (temp file

@@ -1,4 +1,4 @@
-"""The interface every sequential recommender in rec_jax meets (DESIGN.md, "Model").
+"""The interface every sequential recommender in rec_jax meets (docs/DESIGN.md, "Model").
 
 A model is a :class:`SequentialModel` named tuple of pure functions, built once by
 its factory ``make_<name>(config)`` (or :func:`make_model`):

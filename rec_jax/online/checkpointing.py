@@ -1,4 +1,4 @@
-"""Chunked online runs with Orbax checkpoints between chunks (DESIGN.md, "Exact resume").
+"""Chunked online runs with Orbax checkpoints between chunks (docs/DESIGN.md, "Exact resume").
 
 :func:`run_with_checkpoints` advances a run ``chunk_size`` steps at a time with a
 jitted, buffer-donating ``run_chunk``; after each chunk it writes that chunk's

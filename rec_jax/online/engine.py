@@ -5,7 +5,7 @@
     state, metrics = run.run_chunk(state, num_steps)            # num_steps static
     metrics["regret"]                                           # f32[T, S]
 
-Policies and simulators are written for ONE stream (DESIGN.md, "Write for one,
+Policies and simulators are written for ONE stream (docs/DESIGN.md, "Write for one,
 vmap for many"); the engine vmaps them over the ``S`` streams and scans over the
 ``T`` steps. Everything is pure and jit/vmap friendly: the caller jits once (a
 second call with the same shapes does not retrace) and may vmap ``run`` over seeds

@@ -1,4 +1,4 @@
-"""The policy interface every bandit in rec_jax meets (see DESIGN.md, "Policy").
+"""The policy interface every bandit in rec_jax meets (see docs/DESIGN.md, "Policy").
 
 A policy is a :class:`Policy` named tuple of pure functions, written for ONE user
 stream; the engine (``rec_jax.online``) vmaps it over streams and scans it over time.

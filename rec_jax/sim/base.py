@@ -1,4 +1,4 @@
-"""The simulator interface (gymnax-shaped; see DESIGN.md, "Simulator").
+"""The simulator interface (gymnax-shaped; see docs/DESIGN.md, "Simulator").
 
 A simulator is a :class:`Simulator` named tuple of pure functions written for ONE
 user stream; the engine vmaps it over streams:

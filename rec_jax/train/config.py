@@ -57,7 +57,7 @@ def _ml100k(model: str, **kw) -> TrainConfig:
 
 
 PRESETS = {
-    # The protocol compared with RecBole 1.2.1 (shared/peers): 5-core ML-100K, LOO,
+    # The protocol compared with RecBole 1.2.1 (benchmarks/recbole/): 5-core ML-100K, LOO,
     # L=50, D=64, 2 layers, 2 heads, FF 256, dropout 0.2, full CE, batch 256, Adam 1e-3.
     "ml100k-sasrec": lambda: _ml100k("sasrec"),
     "ml100k-bert4rec": lambda: _ml100k("bert4rec", mask_prob=0.2),

@@ -1,7 +1,7 @@
 """A population of P training configurations trained at once: one jitted scan per epoch, vmapped over members.
 
 Members share everything that fixes a shape (model, data, batch size, epochs) and
-differ only in hyperparameters that are DATA (DESIGN.md rule 3), held in a
+differ only in hyperparameters that are DATA (docs/DESIGN.md rule 3), held in a
 :class:`PopulationHParams` of ``f32[P]`` arrays:
 
 * learning rate and weight decay enter Optax through ``optax.inject_hyperparams``

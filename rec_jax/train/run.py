@@ -34,7 +34,7 @@ def peak_rss_mb() -> float:
 
 def summarize(config: TrainConfig, prepared: PreparedData, result: FitResult,
               test_per_user: dict[str, np.ndarray], eval_s: float, seed: int = 0) -> dict[str, Any]:
-    """The flat metrics.json dict of one run (DESIGN.md key conventions)."""
+    """The flat metrics.json dict of one run (docs/DESIGN.md key conventions)."""
     chosen = "masked" if config.mask_history else "unmasked"
     metrics: dict[str, Any] = {}
     for convention in ("masked", "unmasked"):
