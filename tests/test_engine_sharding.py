@@ -31,10 +31,13 @@ SCRIPT = textwrap.dedent(
         # Results stay sharded over the streams axis (GSPMD propagates the input sharding).
         assert sharded["reward"].sharding.shard_shape(sharded["reward"].shape) == (6, 2), sharded["reward"].sharding
         np.testing.assert_array_equal(plain["log"]["action"], sharded["log"]["action"])
-        if mode == "per_stream":  # streams never interact: bit-equal
+        if mode == "per_stream":
+            # Streams never interact, but XLA's CPU backend picks its kernels by shape (2 streams a
+            # device vs 16), so floats may differ in the last bits (seen on AMD EPYC): a few f32 ulps.
             for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(sharded)):
-                np.testing.assert_array_equal(a, b)
-            np.testing.assert_array_equal(plain_state.policy_state.a_inv, sharded_state.policy_state.a_inv)
+                np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(plain_state.policy_state.a_inv, sharded_state.policy_state.a_inv,
+                                       rtol=1e-6, atol=1e-6)
         else:  # the merge sums over devices: equal up to float summation order
             for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(sharded)):
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

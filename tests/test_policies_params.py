@@ -5,52 +5,41 @@ import numpy as np
 import pytest
 
 from rec_jax.policies import (
-    CONTEXTUAL_POLICY_NAMES,
     POLICY_NAMES,
+    PolicyInfo,
     PolicySpec,
     make_policy,
     make_validator,
     params_class,
+    policy_info,
+    policy_names,
     validate_params,
 )
 
 SPEC = PolicySpec(num_items=6, feature_dim=4, slate_size=2)
 
-EXPECTED_NAMES = {
-    "random", "greedy", "epsilon_greedy", "softmax", "ucb1", "thompson", "gaussian_ts",
-    "linucb", "linucb_disjoint", "lints", "squarecb", "logistic_epsilon_greedy",
-    "score_epsilon_greedy", "score_softmax", "neural_linear_ts", "neural_linear_ucb", "bootstrapped_heads",
-}  # fmt: skip
 
-# name -> list of (field, bad value)
-BAD = {
-    "random": [],
-    "greedy": [("initial_value", float("nan"))],
-    "epsilon_greedy": [("epsilon", -0.1), ("epsilon", 1.5), ("decay", -1.0)],
-    "softmax": [("temperature", 0.0), ("temperature", -1.0), ("num_mc_samples", 0)],
-    "ucb1": [("alpha", -0.5)],
-    "thompson": [("prior_alpha", 0.0), ("prior_beta", -1.0), ("prior_alpha", np.ones(7)), ("num_mc_samples", 0)],
-    "gaussian_ts": [("prior_std", 0.0), ("noise_std", -1.0), ("prior_mean", np.zeros(5))],
-    "linucb": [("alpha", -1.0), ("reg", 0.0), ("refactor_every", 0), ("refactor_every", 2.5)],
-    "linucb_disjoint": [("alpha", -1.0), ("reg", -1.0), ("refactor_every", 0)],
-    "lints": [("scale", -1.0), ("reg", 0.0), ("num_mc_samples", -3)],
-    "squarecb": [("gamma", -1.0), ("reg", 0.0), ("refactor_every", -1)],
-    "logistic_epsilon_greedy": [("epsilon", -0.1), ("learning_rate", -0.1), ("l2", -1.0), ("decay", -2.0)],
-    "score_epsilon_greedy": [("epsilon", 1.5), ("decay", -1.0)],
-    "score_softmax": [("temperature", 0.0), ("num_mc_samples", 0)],
-    "neural_linear_ts": [("prior_mean", -1.0), ("scale", -1.0), ("reg", 0.0), ("num_mc_samples", 0)],
-    "neural_linear_ucb": [("alpha", -1.0), ("refactor_every", 0)],
-    "bootstrapped_heads": [("prior_scale", -1.0), ("reg", -1.0)],
-}
-
-
-def test_registry_has_exactly_the_documented_names():
-    assert set(POLICY_NAMES) == EXPECTED_NAMES == set(BAD)
+def test_every_registered_policy_declares_itself():
+    for name in POLICY_NAMES:
+        info = policy_info(name)
+        assert isinstance(info, PolicyInfo), name
+        assert info.kind in ("context_free", "contextual", "model_backed")
+        # A contextual policy learns from features; a context-free one never reads them.
+        if info.kind == "contextual":
+            assert info.needs_features, name
+        if info.kind == "context_free":
+            assert not info.needs_features, name
+    # The filters partition the registry.
+    kinds = [policy_names(kind=k) for k in ("context_free", "contextual", "model_backed")]
+    assert sorted(sum(kinds, ())) == sorted(POLICY_NAMES)
+    assert set(policy_names(propensities="monte_carlo")) | set(policy_names(propensities="exact")) == set(POLICY_NAMES)
 
 
 def test_unknown_name_lists_valid_ones():
     with pytest.raises(ValueError, match="unknown policy 'nope'.*epsilon_greedy.*linucb"):
         make_policy("nope", SPEC)
+    with pytest.raises(ValueError, match="unknown policy 'nope'"):
+        policy_info("nope")
 
 
 @pytest.mark.parametrize("name", POLICY_NAMES)
@@ -58,13 +47,14 @@ def test_defaults_validate_and_bad_values_name_the_field(name):
     policy, params = make_policy(name, SPEC)
     assert isinstance(params, params_class(name))
     validate_params(name, params, SPEC)  # defaults are valid
-    params.validate(SPEC)
     make_validator(name, SPEC)(params)
-    for field, value in BAD[name]:
+    for field, value in policy_info(name).bad_params:
         bad = params.replace(**{field: value})
         with pytest.raises(ValueError, match=rf"{type(params).__name__}\.{field}") as err:
             validate_params(name, bad, SPEC)
         assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="expected"):  # another policy's params are refused
+        validate_params(name, object(), SPEC)
     # Per-item arrays of the right shape are fine where the priors allow them.
     if name == "thompson":
         validate_params(name, params.replace(prior_alpha=np.full(6, 2.0)), SPEC)
@@ -79,7 +69,7 @@ def test_spec_checks(name):
     with pytest.raises(ValueError, match="slate_size"):
         validate_params(name, params, too_big)
     no_features = PolicySpec(num_items=6, feature_dim=0)
-    if name in CONTEXTUAL_POLICY_NAMES:
+    if policy_info(name).needs_features:
         with pytest.raises(ValueError, match="feature_dim"):
             make_policy(name, no_features)
     else:

@@ -8,20 +8,51 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rec_jax.policies import CONTEXTUAL_POLICY_NAMES, POLICY_NAMES, Observation, PolicySpec, make_policy
+from rec_jax.policies import POLICY_NAMES, Observation, PolicySpec, make_policy, policy_info, policy_names
 
 N, D = 6, 4
 UNAVAILABLE = 2  # the item masked out in the observation the tests act on
 ITEM_MEANS = np.linspace(0.1, 0.9, N).astype(np.float32)
 ALL_NAMES = POLICY_NAMES
-RIDGE_NAMES = ("linucb", "lints", "squarecb")
-SCORE_NAMES = ("score_epsilon_greedy", "score_softmax")  # act on obs.scores, learn nothing
-NEURAL_LINEAR_NAMES = ("neural_linear_ts", "neural_linear_ucb")
-COUNT_NAMES = tuple(n for n in POLICY_NAMES if n not in CONTEXTUAL_POLICY_NAMES + SCORE_NAMES)
-MC_NAMES = ("thompson", "gaussian_ts", "lints", "neural_linear_ts")  # Monte Carlo propensities
 # The fixed observation's prior scores (item 2 is unavailable; items 0 and 3 tie).
 FIXED_SCORES = np.array([0.3, 0.1, 0.9, 0.3, -0.2, 0.2], np.float32)
-SEQUENTIAL_NAMES = ("softmax", "squarecb", "score_softmax")  # MC marginals for slots >= 1
+
+
+def is_mc(name: str, slate_size: int = 1) -> bool:
+    """Does ``act`` report Monte Carlo numbers (propensities, or marginals of a slate)?"""
+    info = policy_info(name)
+    return info.propensities == "monte_carlo" or (slate_size > 1 and info.marginals == "monte_carlo")
+
+
+@functools.lru_cache(maxsize=None)
+def state_family(name: str) -> str | None:
+    """Which NumPy reference describes the state of policy ``name``, read from the
+    state's type (and, for ridge states, whether residuals are taken against a prior
+    mean): ``counts``, ``ridge``, ``ridge_prior``, ``disjoint``, ``logistic``, ``heads``,
+    ``step_count``, or None (no shared reference: the policy's own test file covers it).
+    Found by ``jax.eval_shape`` of ``init``, so nothing compiles."""
+    from rec_jax.policies import _common, _ridge
+
+    spec = spec_for(1)
+    policy, params = make_policy(name, spec)
+    state = jax.eval_shape(lambda: policy.init(jax.random.key(0), spec))
+    cls = type(state).__name__
+    if isinstance(state, _common.CountsState):
+        return "counts"
+    if isinstance(state, _ridge.RidgeState):
+        return "ridge_prior" if hasattr(params, "prior_mean") else "ridge"
+    if hasattr(state, "shape") and state.shape == () and state.dtype == jnp.int32:
+        return "step_count"  # learns nothing but the number of updates
+    return {"DisjointState": "disjoint", "LogisticState": "logistic", "HeadsState": "heads"}.get(cls)
+
+
+def names_of_family(*families: str) -> tuple[str, ...]:
+    return tuple(n for n in POLICY_NAMES if state_family(n) in families)
+
+
+def clips_rewards(name: str) -> bool:
+    """Beta-Bernoulli posteriors (a Beta prior in the params) learn from rewards clipped into [0, 1]."""
+    return hasattr(policy_info(name).params(), "prior_alpha")
 
 
 def spec_for(slate_size: int, num_items: int = N, feature_dim: int = D) -> PolicySpec:
@@ -85,14 +116,12 @@ def fixed_obs(seed=123, num_items=N, feature_dim=D, unavailable=UNAVAILABLE) -> 
 NUM_HISTORY = 30
 NUM_KEYS = 4000
 MC_SAMPLES = 32
-ACT_KEYS = None  # built lazily (one split, shared by every policy)
 
 
+@functools.cache
 def act_keys():
-    global ACT_KEYS
-    if ACT_KEYS is None:
-        ACT_KEYS = jax.random.split(jax.random.key(0, impl="rbg"), NUM_KEYS)  # rbg: cheaper to compile than threefry
-    return ACT_KEYS
+    """The NUM_KEYS keys every policy acts with (built once; rbg: cheaper to compile than threefry)."""
+    return jax.random.split(jax.random.key(0, impl="rbg"), NUM_KEYS)
 
 
 @functools.lru_cache(maxsize=None)
@@ -103,7 +132,7 @@ def behaviour(name: str) -> dict:
     for k in (1, 3):
         spec = spec_for(k)
         policy, params = make_policy(name, spec)
-        if name in MC_NAMES + SEQUENTIAL_NAMES and hasattr(params, "num_mc_samples"):  # fewer MC draws: sampling is slow on CPU
+        if is_mc(name, k) and hasattr(params, "num_mc_samples"):  # fewer MC draws: sampling is slow on CPU
             params = params.replace(num_mc_samples=MC_SAMPLES)
         setups[k] = (policy, params, spec, numpy_history(k, NUM_HISTORY, k))
     obs = fixed_obs()

@@ -1,65 +1,78 @@
-"""Bandit policies: one file per policy, each a ``make_<name>(spec) -> Policy`` factory
-and a ``<Name>Params`` flax.struct dataclass of its tunable numbers (with defaults).
+"""Bandit policies: one file per policy, each a ``make_<name>(spec) -> Policy`` factory,
+a ``<Name>Params`` flax.struct dataclass of its tunable numbers (with defaults), and a
+module-level :class:`PolicyInfo` declaring what the policy is (``registry.py``).
 
     policy, params = make_policy("linucb", PolicySpec(num_items=10, feature_dim=4))
     validate_params("linucb", params, spec)      # host side, before jit
+    policy_names(kind="contextual")             # the names, read from the declarations
 
-See :mod:`rec_jax.policies.base` for the interface and
+This file holds the registry: ONE line per policy, ``"name": "module:ATTRIBUTE"``. To
+add a policy, put its module in this folder and add its line (docs/DESIGN.md, "How to
+add a policy"). See :mod:`rec_jax.policies.base` for the interface and
 :mod:`rec_jax.policies._slates` for how slates and propensities are built.
 """
 from __future__ import annotations
 
-import importlib
+import functools
 from typing import Any
 
 from rec_jax.policies.base import ActInfo, Observation, Policy, PolicySpec, merge_by_summed_deltas
+from rec_jax.policies.registry import PolicyInfo
 
-# name -> (module, factory, params class)
-_REGISTRY: dict[str, tuple[str, str, str]] = {
-    "random": ("random_policy", "make_random", "RandomParams"),
-    "greedy": ("greedy", "make_greedy", "GreedyParams"),
-    "epsilon_greedy": ("epsilon_greedy", "make_epsilon_greedy", "EpsilonGreedyParams"),
-    "softmax": ("softmax", "make_softmax", "SoftmaxParams"),
-    "ucb1": ("ucb1", "make_ucb1", "UCB1Params"),
-    "thompson": ("thompson", "make_thompson", "ThompsonParams"),
-    "gaussian_ts": ("gaussian_ts", "make_gaussian_ts", "GaussianTSParams"),
-    "linucb": ("linucb", "make_linucb", "LinUCBParams"),
-    "linucb_disjoint": ("linucb_disjoint", "make_linucb_disjoint", "LinUCBDisjointParams"),
-    "lints": ("lints", "make_lints", "LinTSParams"),
-    "squarecb": ("squarecb", "make_squarecb", "SquareCBParams"),
-    "logistic_epsilon_greedy": (
-        "logistic_epsilon_greedy",
-        "make_logistic_epsilon_greedy",
-        "LogisticEpsilonGreedyParams",
-    ),
-    # Policies over a model's view of the items (obs.scores / obs.features), e.g. a
-    # Transformer's via rec_jax.policies.model_backed.
-    "score_epsilon_greedy": ("score_epsilon_greedy", "make_score_epsilon_greedy", "ScoreEpsilonGreedyParams"),
-    "score_softmax": ("score_softmax", "make_score_softmax", "ScoreSoftmaxParams"),
-    "neural_linear_ts": ("neural_linear", "make_neural_linear_ts", "NeuralLinearParams"),
-    "neural_linear_ucb": ("neural_linear", "make_neural_linear_ucb", "NeuralLinearParams"),
-    "bootstrapped_heads": ("bootstrapped_heads", "make_bootstrapped_heads", "BootstrappedHeadsParams"),
+# name -> "module:PolicyInfo attribute" (imported on first use).
+_REGISTRY: dict[str, str] = {
+    "random": "rec_jax.policies.random_policy:POLICY",
+    "greedy": "rec_jax.policies.greedy:POLICY",
+    "epsilon_greedy": "rec_jax.policies.epsilon_greedy:POLICY",
+    "softmax": "rec_jax.policies.softmax:POLICY",
+    "ucb1": "rec_jax.policies.ucb1:POLICY",
+    "thompson": "rec_jax.policies.thompson:POLICY",
+    "gaussian_ts": "rec_jax.policies.gaussian_ts:POLICY",
+    "linucb": "rec_jax.policies.linucb:POLICY",
+    "linucb_disjoint": "rec_jax.policies.linucb_disjoint:POLICY",
+    "lints": "rec_jax.policies.lints:POLICY",
+    "squarecb": "rec_jax.policies.squarecb:POLICY",
+    "logistic_epsilon_greedy": "rec_jax.policies.logistic_epsilon_greedy:POLICY",
+    "score_epsilon_greedy": "rec_jax.policies.score_epsilon_greedy:POLICY",
+    "score_softmax": "rec_jax.policies.score_softmax:POLICY",
+    "neural_linear_ts": "rec_jax.policies.neural_linear:NEURAL_LINEAR_TS",
+    "neural_linear_ucb": "rec_jax.policies.neural_linear:NEURAL_LINEAR_UCB",
+    "bootstrapped_heads": "rec_jax.policies.bootstrapped_heads:POLICY",
 }
 
 POLICY_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
-# Policies that read obs.features (need spec.feature_dim >= 1).
-CONTEXTUAL_POLICY_NAMES: tuple[str, ...] = (
-    "linucb",
-    "linucb_disjoint",
-    "lints",
-    "squarecb",
-    "logistic_epsilon_greedy",
-    "neural_linear_ts",
-    "neural_linear_ucb",
-    "bootstrapped_heads",
-)
 
-
-def _module(name: str):
+@functools.cache
+def policy_info(name: str) -> PolicyInfo:
+    """The :class:`PolicyInfo` policy ``name`` declares; ValueError listing the valid names."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown policy {name!r}; valid names: {', '.join(POLICY_NAMES)}")
-    return importlib.import_module(f"rec_jax.policies.{_REGISTRY[name][0]}")
+    from rec_jax.policies import registry
+
+    return registry.load(_REGISTRY[name])
+
+
+def policy_names(*, kind: str | tuple[str, ...] | None = None, needs_features: bool | None = None,
+                 propensities: str | None = None, marginals: str | None = None) -> tuple[str, ...]:
+    """Registered names (registry order) whose declarations match every filter given.
+
+    ``kind`` may be one kind or a tuple of kinds (``("context_free", "contextual")``).
+    """
+    kinds = (kind,) if isinstance(kind, str) else kind
+    out = []
+    for name in POLICY_NAMES:
+        info = policy_info(name)
+        if kinds is not None and info.kind not in kinds:
+            continue
+        if needs_features is not None and info.needs_features != needs_features:
+            continue
+        if propensities is not None and info.propensities != propensities:
+            continue
+        if marginals is not None and info.marginals != marginals:
+            continue
+        out.append(name)
+    return tuple(out)
 
 
 def make_policy(name: str, spec: PolicySpec) -> tuple[Policy, Any]:
@@ -69,37 +82,42 @@ def make_policy(name: str, spec: PolicySpec) -> tuple[Policy, Any]:
     policy cannot serve (slate larger than the catalogue, no features for a
     contextual policy).
     """
-    mod = _module(name)
-    _, factory, params_cls = _REGISTRY[name]
-    return getattr(mod, factory)(spec), getattr(mod, params_cls)()
+    from rec_jax.policies import registry
+
+    info = policy_info(name)
+    registry.check_spec(info, name, spec)
+    return info.make(spec), info.params()
 
 
 def params_class(name: str) -> type:
     """The ``<Name>Params`` class of policy ``name`` (build variants with ``.replace``)."""
-    return getattr(_module(name), _REGISTRY[name][2])
+    return policy_info(name).params
 
 
 def validate_params(name: str, params: Any, spec: PolicySpec | None = None) -> None:
     """Host-side check of concrete ``params`` for policy ``name``; ValueError naming the field."""
-    _module(name).validate_params(params, spec)
+    from rec_jax.policies import registry
+
+    registry.validate(policy_info(name), name, params, spec)
 
 
 def make_validator(name: str, spec: PolicySpec):
     """``params -> None`` checker, e.g. for ``make_run(..., validate_policy_params=...)``."""
-    mod = _module(name)
-    return lambda params: mod.validate_params(params, spec)
+    return lambda params: validate_params(name, params, spec)
 
 
 __all__ = [
     "ActInfo",
-    "CONTEXTUAL_POLICY_NAMES",
     "Observation",
     "POLICY_NAMES",
     "Policy",
+    "PolicyInfo",
     "PolicySpec",
     "make_policy",
     "make_validator",
     "merge_by_summed_deltas",
     "params_class",
+    "policy_info",
+    "policy_names",
     "validate_params",
 ]

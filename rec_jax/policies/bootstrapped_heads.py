@@ -22,6 +22,7 @@ from flax import struct
 
 from rec_jax.policies import _common, _ridge
 from rec_jax.policies._slates import sampled_topk_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec
 
 NAME = "bootstrapped_heads"
@@ -119,3 +120,12 @@ def make_bootstrapped_heads(spec: PolicySpec, num_heads: int = 8) -> Policy:
         return state.replace(ridge=ridge)
 
     return Policy(init=init, act=act, update=update, merge=merge)
+
+POLICY = PolicyInfo(
+    make=make_bootstrapped_heads,
+    params=BootstrappedHeadsParams,
+    validate=validate_params,
+    kind="model_backed",
+    needs_features=True,
+    bad_params=(("prior_scale", -1.0), ("reg", -1.0)),
+)

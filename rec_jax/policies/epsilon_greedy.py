@@ -15,6 +15,7 @@ from flax import struct
 
 from rec_jax.policies import _common
 from rec_jax.policies._slates import epsilon_ranked_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec, merge_by_summed_deltas
 
 NAME = "epsilon_greedy"
@@ -58,3 +59,11 @@ def make_epsilon_greedy(spec: PolicySpec) -> Policy:
         return _common.update_counts(state, action, reward, k)
 
     return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
+
+POLICY = PolicyInfo(
+    make=make_epsilon_greedy,
+    params=EpsilonGreedyParams,
+    validate=validate_params,
+    kind="context_free",
+    bad_params=(("epsilon", -0.1), ("epsilon", 1.5), ("decay", -1.0)),
+)

@@ -17,6 +17,7 @@ from flax import struct
 
 from rec_jax.policies import _common
 from rec_jax.policies._slates import sampled_topk_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec, merge_by_summed_deltas
 
 NAME = "gaussian_ts"
@@ -80,3 +81,12 @@ def make_gaussian_ts(spec: PolicySpec) -> Policy:
         return _common.update_counts(state, action, reward, k)
 
     return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
+
+POLICY = PolicyInfo(
+    make=make_gaussian_ts,
+    params=GaussianTSParams,
+    validate=validate_params,
+    kind="context_free",
+    propensities="monte_carlo",
+    bad_params=(("prior_std", 0.0), ("noise_std", -1.0), ("prior_mean", (0.0,) * 5)),
+)

@@ -12,6 +12,7 @@ from flax import struct
 
 from rec_jax.policies import _common
 from rec_jax.policies._slates import epsilon_ranked_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec, merge_by_summed_deltas
 
 NAME = "greedy"
@@ -50,3 +51,11 @@ def make_greedy(spec: PolicySpec) -> Policy:
         return _common.update_counts(state, action, reward, k)
 
     return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
+
+POLICY = PolicyInfo(
+    make=make_greedy,
+    params=GreedyParams,
+    validate=validate_params,
+    kind="context_free",
+    bad_params=(("initial_value", float("nan")),),
+)

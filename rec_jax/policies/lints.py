@@ -17,6 +17,7 @@ from flax import struct
 
 from rec_jax.policies import _common, _ridge
 from rec_jax.policies._slates import sampled_topk_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec
 
 NAME = "lints"
@@ -63,3 +64,13 @@ def make_lints(spec: PolicySpec) -> Policy:
         return _ridge.ridge_update(state, xs, rewards, params.reg, params.refactor_every)
 
     return Policy(init=init, act=act, update=update, merge=_ridge.ridge_merge)
+
+POLICY = PolicyInfo(
+    make=make_lints,
+    params=LinTSParams,
+    validate=validate_params,
+    kind="contextual",
+    needs_features=True,
+    propensities="monte_carlo",
+    bad_params=(("scale", -1.0), ("reg", 0.0), ("num_mc_samples", -3)),
+)

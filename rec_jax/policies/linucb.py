@@ -16,6 +16,7 @@ from flax import struct
 
 from rec_jax.policies import _common, _ridge
 from rec_jax.policies._slates import epsilon_ranked_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec
 
 NAME = "linucb"
@@ -66,3 +67,12 @@ def make_linucb(spec: PolicySpec) -> Policy:
         return _ridge.ridge_update(state, xs, rewards, params.reg, params.refactor_every)
 
     return Policy(init=init, act=act, update=update, merge=_ridge.ridge_merge)
+
+POLICY = PolicyInfo(
+    make=make_linucb,
+    params=LinUCBParams,
+    validate=validate_params,
+    kind="contextual",
+    needs_features=True,
+    bad_params=(("alpha", -1.0), ("reg", 0.0), ("refactor_every", 0), ("refactor_every", 2.5)),
+)

@@ -16,6 +16,7 @@ from flax import struct
 
 from rec_jax.policies import _common, _ridge
 from rec_jax.policies._slates import epsilon_ranked_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec
 
 NAME = "linucb_disjoint"
@@ -121,3 +122,12 @@ def make_linucb_disjoint(spec: PolicySpec) -> Policy:
         )
 
     return Policy(init=init, act=act, update=update, merge=merge)
+
+POLICY = PolicyInfo(
+    make=make_linucb_disjoint,
+    params=LinUCBDisjointParams,
+    validate=validate_params,
+    kind="contextual",
+    needs_features=True,
+    bad_params=(("alpha", -1.0), ("reg", -1.0), ("refactor_every", 0)),
+)

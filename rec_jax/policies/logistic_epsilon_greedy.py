@@ -18,6 +18,7 @@ from flax import struct
 
 from rec_jax.policies import _common
 from rec_jax.policies._slates import epsilon_ranked_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec, merge_by_summed_deltas
 
 NAME = "logistic_epsilon_greedy"
@@ -92,3 +93,12 @@ def make_logistic_epsilon_greedy(spec: PolicySpec) -> Policy:
         return LogisticState(w=w, bias=bias, t=state.t + 1)
 
     return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
+
+POLICY = PolicyInfo(
+    make=make_logistic_epsilon_greedy,
+    params=LogisticEpsilonGreedyParams,
+    validate=validate_params,
+    kind="contextual",
+    needs_features=True,
+    bad_params=(("epsilon", -0.1), ("learning_rate", -0.1), ("l2", -1.0), ("decay", -2.0)),
+)

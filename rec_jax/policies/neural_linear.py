@@ -28,6 +28,7 @@ from flax import struct
 
 from rec_jax.policies import _common, _ridge
 from rec_jax.policies._slates import epsilon_ranked_slate, sampled_topk_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec
 
 
@@ -95,3 +96,21 @@ def make_neural_linear_ts(spec: PolicySpec) -> Policy:
 def make_neural_linear_ucb(spec: PolicySpec) -> Policy:
     """NeuralLinear with an upper confidence bound, for one stream (or shared)."""
     return _make(spec, "ucb")
+
+NEURAL_LINEAR_TS = PolicyInfo(
+    make=make_neural_linear_ts,
+    params=NeuralLinearParams,
+    validate=validate_params,
+    kind="model_backed",
+    needs_features=True,
+    propensities="monte_carlo",
+    bad_params=(("prior_mean", -1.0), ("scale", -1.0), ("reg", 0.0), ("num_mc_samples", 0)),
+)
+NEURAL_LINEAR_UCB = PolicyInfo(
+    make=make_neural_linear_ucb,
+    params=NeuralLinearParams,
+    validate=validate_params,
+    kind="model_backed",
+    needs_features=True,
+    bad_params=(("alpha", -1.0), ("refactor_every", 0)),
+)

@@ -12,6 +12,7 @@ from flax import struct
 
 from rec_jax.policies import _common
 from rec_jax.policies._slates import epsilon_ranked_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec, merge_by_summed_deltas
 
 NAME = "random"
@@ -52,3 +53,10 @@ def make_random(spec: PolicySpec) -> Policy:
         return _common.update_counts(state, action, reward, k)
 
     return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
+
+POLICY = PolicyInfo(
+    make=make_random,
+    params=RandomParams,
+    validate=validate_params,
+    kind="context_free",
+)

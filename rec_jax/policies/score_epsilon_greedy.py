@@ -14,6 +14,7 @@ from flax import struct
 
 from rec_jax.policies import _common
 from rec_jax.policies._slates import epsilon_ranked_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec, merge_by_summed_deltas
 
 NAME = "score_epsilon_greedy"
@@ -54,3 +55,11 @@ def make_score_epsilon_greedy(spec: PolicySpec) -> Policy:
         return t + 1
 
     return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
+
+POLICY = PolicyInfo(
+    make=make_score_epsilon_greedy,
+    params=ScoreEpsilonGreedyParams,
+    validate=validate_params,
+    kind="model_backed",
+    bad_params=(("epsilon", 1.5), ("decay", -1.0)),
+)

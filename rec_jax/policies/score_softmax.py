@@ -14,6 +14,7 @@ from flax import struct
 
 from rec_jax.policies import _common
 from rec_jax.policies._slates import sequential_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec, merge_by_summed_deltas
 from rec_jax.policies.softmax import softmax_probs
 
@@ -58,3 +59,12 @@ def make_score_softmax(spec: PolicySpec) -> Policy:
         return t + 1
 
     return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
+
+POLICY = PolicyInfo(
+    make=make_score_softmax,
+    params=ScoreSoftmaxParams,
+    validate=validate_params,
+    kind="model_backed",
+    marginals="monte_carlo",  # slots >= 1 of a slate
+    bad_params=(("temperature", 0.0), ("num_mc_samples", 0)),
+)

@@ -15,6 +15,7 @@ from flax import struct
 
 from rec_jax.policies import _common
 from rec_jax.policies._slates import sequential_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec, merge_by_summed_deltas
 
 NAME = "softmax"
@@ -69,3 +70,12 @@ def make_softmax(spec: PolicySpec) -> Policy:
         return _common.update_counts(state, action, reward, k)
 
     return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
+
+POLICY = PolicyInfo(
+    make=make_softmax,
+    params=SoftmaxParams,
+    validate=validate_params,
+    kind="context_free",
+    marginals="monte_carlo",  # slots >= 1 of a slate
+    bad_params=(("temperature", 0.0), ("temperature", -1.0), ("num_mc_samples", 0)),
+)

@@ -15,6 +15,7 @@ from flax import struct
 
 from rec_jax.policies import _common, _ridge
 from rec_jax.policies._slates import sequential_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec
 
 NAME = "squarecb"
@@ -73,3 +74,13 @@ def make_squarecb(spec: PolicySpec) -> Policy:
         return _ridge.ridge_update(state, xs, rewards, params.reg, params.refactor_every)
 
     return Policy(init=init, act=act, update=update, merge=_ridge.ridge_merge)
+
+POLICY = PolicyInfo(
+    make=make_squarecb,
+    params=SquareCBParams,
+    validate=validate_params,
+    kind="contextual",
+    needs_features=True,
+    marginals="monte_carlo",  # slots >= 1 of a slate
+    bad_params=(("gamma", -1.0), ("reg", 0.0), ("refactor_every", -1)),
+)

@@ -17,6 +17,7 @@ from flax import struct
 
 from rec_jax.policies import _common
 from rec_jax.policies._slates import sampled_topk_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec, merge_by_summed_deltas
 
 NAME = "thompson"
@@ -85,3 +86,12 @@ def make_thompson(spec: PolicySpec) -> Policy:
         return _common.update_counts(state, items, jnp.clip(rewards, 0.0, 1.0), k)
 
     return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
+
+POLICY = PolicyInfo(
+    make=make_thompson,
+    params=ThompsonParams,
+    validate=validate_params,
+    kind="context_free",
+    propensities="monte_carlo",
+    bad_params=(("prior_alpha", 0.0), ("prior_beta", -1.0), ("prior_alpha", (1.0,) * 7), ("num_mc_samples", 0)),
+)

@@ -13,6 +13,7 @@ from flax import struct
 
 from rec_jax.policies import _common
 from rec_jax.policies._slates import epsilon_ranked_slate
+from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec, merge_by_summed_deltas
 
 NAME = "ucb1"
@@ -58,3 +59,11 @@ def make_ucb1(spec: PolicySpec) -> Policy:
         return _common.update_counts(state, action, reward, k)
 
     return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
+
+POLICY = PolicyInfo(
+    make=make_ucb1,
+    params=UCB1Params,
+    validate=validate_params,
+    kind="context_free",
+    bad_params=(("alpha", -0.5),),
+)
