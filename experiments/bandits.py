@@ -37,10 +37,11 @@ from rec_jax.runs import staged_run_dir
 from rec_jax.tensorboard import EventLog, curve_to_events
 from rec_jax.cli import tyro_cli
 
-ALL_POLICIES = (
-    "random", "greedy", "epsilon_greedy", "softmax", "ucb1", "thompson", "gaussian_ts",
-    "linucb", "linucb_disjoint", "lints", "squarecb", "logistic_epsilon_greedy",
-)
+from rec_jax.policies import POLICY_NAMES, policy_names
+
+# The study's default: every registered policy that learns from rewards or a fixed
+# simulator's features (the model-backed ones need a model: large_model_ee.py).
+ALL_POLICIES = policy_names(kind=("context_free", "contextual"))
 ALL_ENVS = ("bernoulli", "linear", "ml100k")
 RECSYS_ENV = {"ml-100k": "ml100k", "synthetic": "synthetic_recsys"}
 
@@ -74,8 +75,8 @@ def resolve(cfg: Config) -> dict:
         if e not in known_envs:
             raise ValueError(f"--envs: unknown env {e!r}; expected some of {', '.join(known_envs)}")
     for p in policies:
-        if p not in ALL_POLICIES:
-            raise ValueError(f"--policies: unknown policy {p!r}; expected some of {', '.join(ALL_POLICIES)}")
+        if p not in POLICY_NAMES:
+            raise ValueError(f"--policies: unknown policy {p!r}; expected some of {', '.join(POLICY_NAMES)}")
     if not envs or not policies:
         raise ValueError("--envs and --policies: expected at least one name each")
     steps = cfg.steps if cfg.steps is not None else (200 if cfg.quick else 1000)
