@@ -6,27 +6,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rec_jax.models import (
-    MODEL_CONFIGS,
-    PAD_LOGIT,
-    BERT4RecConfig,
-    GRU4RecConfig,
-    SASRecConfig,
-    make_model,
-)
+from rec_jax.models import MODEL_CONFIGS, MODEL_NAMES, PAD_LOGIT, make_model, model_info
 from rec_jax.models import base
 
 N, L, D = 20, 8, 16
-NAMES = ["sasrec", "bert4rec", "gru4rec"]
+NAMES = MODEL_NAMES  # every registered model
 
 
 def tiny_config(name, **overrides):
-    if name == "gru4rec":
-        cfg = GRU4RecConfig(num_items=N, max_len=L, dim=D, hidden_dim=24)
-    else:
-        cls = SASRecConfig if name == "sasrec" else BERT4RecConfig
-        cfg = cls(num_items=N, max_len=L, dim=D, num_heads=2, ff_dim=32)
-    return dataclasses.replace(cfg, **overrides)
+    return dataclasses.replace(model_info(name).tiny(N, L, D), **overrides)
 
 
 SEQ = np.array(
@@ -65,14 +53,16 @@ def built(request):
 
 
 def test_registry():
-    assert set(MODEL_CONFIGS) == set(NAMES)
+    assert {"sasrec", "bert4rec", "gru4rec"} <= set(MODEL_CONFIGS) == set(NAMES)  # the three built-ins
     assert base.MODEL_CONFIGS == MODEL_CONFIGS  # the lazy attribute agrees with the package's
     with pytest.raises(ValueError, match="known models.*bert4rec.*gru4rec.*sasrec"):
         make_model("transformer", tiny_config("sasrec"))
     with pytest.raises(ValueError, match="SASRecConfig"):
         make_model("sasrec", tiny_config("gru4rec"))
     with pytest.raises(ValueError, match="num_heads"):
-        SASRecConfig(num_items=N, dim=10, num_heads=3)
+        model_info("sasrec").config(num_items=N, dim=10, num_heads=3)
+    for name in NAMES:  # each declaration's tiny config is of its own config class
+        assert isinstance(tiny_config(name), model_info(name).config)
 
 
 def test_shapes_dtypes_and_no_nan(built):

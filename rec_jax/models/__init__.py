@@ -4,9 +4,12 @@ Every sequential model is a :class:`SequentialModel` of pure functions; build on
 with ``make_model(name, config)`` (see ``rec_jax.models.base`` for the contract).
 """
 from rec_jax.models.base import (
+    MODEL_NAMES,
     PAD_LOGIT,
+    ModelInfo,
     SequentialModel,
     make_model,
+    model_info,
     mask_pad_column,
     next_item_training_batch,
 )
@@ -16,11 +19,11 @@ from rec_jax.models.mf import fit_mf, init_mf, mf_scores
 from rec_jax.models.popularity import fit_most_popular, most_popular_scores
 from rec_jax.models.sasrec import SASRecConfig, make_sasrec
 
-MODEL_CONFIGS = {"sasrec": SASRecConfig, "bert4rec": BERT4RecConfig, "gru4rec": GRU4RecConfig}
+MODEL_CONFIGS = {name: model_info(name).config for name in MODEL_NAMES}  # name -> config class
 
 __all__ = [
-    "BERT4RecConfig", "GRU4RecConfig", "MODEL_CONFIGS", "PAD_LOGIT", "SASRecConfig",
+    "BERT4RecConfig", "GRU4RecConfig", "MODEL_CONFIGS", "MODEL_NAMES", "ModelInfo", "PAD_LOGIT", "SASRecConfig",
     "SequentialModel", "fit_mf", "fit_most_popular", "init_mf", "make_bert4rec",
     "make_gru4rec", "make_model", "make_sasrec", "mask_pad_column", "mf_scores",
-    "most_popular_scores", "next_item_training_batch",
+    "model_info", "most_popular_scores", "next_item_training_batch",
 ]

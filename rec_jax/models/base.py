@@ -29,6 +29,8 @@ Conventions shared by every model:
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -98,34 +100,55 @@ def check_seq_len(seq_len: int, max_len: int, name: str) -> None:
         )
 
 
-def _registry() -> dict:
-    # Imported lazily: the model modules import this one.
-    from rec_jax.models.bert4rec import BERT4RecConfig, make_bert4rec
-    from rec_jax.models.gru4rec import GRU4RecConfig, make_gru4rec
-    from rec_jax.models.sasrec import SASRecConfig, make_sasrec
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What a model module declares next to its factory (module-level ``MODEL``).
 
-    return {
-        "sasrec": (SASRecConfig, make_sasrec),
-        "bert4rec": (BERT4RecConfig, make_bert4rec),
-        "gru4rec": (GRU4RecConfig, make_gru4rec),
-    }
+    config: the frozen config dataclass (first field ``num_items``).
+    make:   ``make(config) -> SequentialModel``.
+    tiny:   ``tiny(num_items, max_len, dim) -> config``: the smallest sensible config,
+            which the registry-wide tests build (tests/test_models_common.py).
+    """
+
+    config: type
+    make: Callable[[Any], SequentialModel]
+    tiny: Callable[[int, int, int], Any]
+
+
+# name -> "module:ModelInfo attribute": ONE line per model (imported on first use,
+# since the model modules import this one).
+_REGISTRY: dict[str, str] = {
+    "sasrec": "rec_jax.models.sasrec:MODEL",
+    "bert4rec": "rec_jax.models.bert4rec:MODEL",
+    "gru4rec": "rec_jax.models.gru4rec:MODEL",
+}
+
+MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def model_info(name: str) -> ModelInfo:
+    """The :class:`ModelInfo` model ``name`` declares; ValueError listing the known names."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known models: {sorted(_REGISTRY)}")
+    module, _, attribute = _REGISTRY[name].partition(":")
+    info = getattr(importlib.import_module(module), attribute)
+    if not isinstance(info, ModelInfo):
+        raise TypeError(f"{_REGISTRY[name]} is a {type(info).__name__}, expected a ModelInfo")
+    return info
 
 
 def make_model(name: str, config) -> SequentialModel:
-    """Builds the model registered as ``name`` ("sasrec" | "bert4rec" | "gru4rec")."""
-    registry = _registry()
-    if name not in registry:
-        raise ValueError(f"unknown model {name!r}; known models: {sorted(registry)}")
-    config_cls, factory = registry[name]
-    if not isinstance(config, config_cls):
+    """Builds the model registered as ``name`` (one of ``MODEL_NAMES``)."""
+    info = model_info(name)
+    if not isinstance(config, info.config):
         raise ValueError(
-            f"model {name!r} needs a {config_cls.__name__}, got {type(config).__name__}"
+            f"model {name!r} needs a {info.config.__name__}, got {type(config).__name__}"
         )
-    return factory(config)
+    return info.make(config)
 
 
 def __getattr__(attr: str):
     # MODEL_CONFIGS is built on first access (PEP 562) to avoid an import cycle.
     if attr == "MODEL_CONFIGS":
-        return {name: cls for name, (cls, _) in _registry().items()}
+        return {name: model_info(name).config for name in MODEL_NAMES}
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

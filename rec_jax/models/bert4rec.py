@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from rec_jax.models.base import (
+    ModelInfo,
     SequentialModel,
     check_init_config,
     check_seq_len,
@@ -202,3 +203,11 @@ def make_bert4rec(config: BERT4RecConfig) -> SequentialModel:
         name="bert4rec", config=config, init=init, hidden=hidden, encode=encode,
         score=score, item_embeddings=item_embeddings, training_batch=training_batch,
     )
+
+
+# The registry line in rec_jax/models/base.py reads this.
+MODEL = ModelInfo(
+    config=BERT4RecConfig,
+    make=make_bert4rec,
+    tiny=lambda num_items, max_len, dim: BERT4RecConfig(num_items=num_items, max_len=max_len, dim=dim, num_heads=2, ff_dim=2 * dim),
+)

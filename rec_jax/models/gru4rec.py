@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from rec_jax.models.dropout import Dropout
 from rec_jax.models.base import (
+    ModelInfo,
     SequentialModel,
     check_init_config,
     next_item_training_batch,
@@ -140,3 +141,11 @@ def make_gru4rec(config: GRU4RecConfig) -> SequentialModel:
         score=score, item_embeddings=item_embeddings,
         training_batch=next_item_training_batch,
     )
+
+
+# The registry line in rec_jax/models/base.py reads this.
+MODEL = ModelInfo(
+    config=GRU4RecConfig,
+    make=make_gru4rec,
+    tiny=lambda num_items, max_len, dim: GRU4RecConfig(num_items=num_items, max_len=max_len, dim=dim, hidden_dim=dim + dim // 2),
+)

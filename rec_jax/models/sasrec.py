@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from rec_jax.models.base import (
+    ModelInfo,
     SequentialModel,
     check_init_config,
     check_seq_len,
@@ -106,3 +107,11 @@ def make_sasrec(config: SASRecConfig) -> SequentialModel:
         score=score, item_embeddings=item_embeddings,
         training_batch=next_item_training_batch,
     )
+
+
+# The registry line in rec_jax/models/base.py reads this.
+MODEL = ModelInfo(
+    config=SASRecConfig,
+    make=make_sasrec,
+    tiny=lambda num_items, max_len, dim: SASRecConfig(num_items=num_items, max_len=max_len, dim=dim, num_heads=2, ff_dim=2 * dim),
+)
