@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rec_jax.policies import POLICY_NAMES, Observation, PolicySpec, make_policy, policy_info, policy_names
+from rec_jax.policies import POLICY_NAMES, Observation, PolicySpec, make_policy, policy_info
 
 N, D = 6, 4
 UNAVAILABLE = 2  # the item masked out in the observation the tests act on

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from rec_jax.policies.base import PolicySpec
+from rec_jax.policies.base import Policy, PolicySpec, merge_by_summed_deltas
 
 # Floor for strictly positive hyperparameters (temperature, prior scales, ...),
 # used inside jit where values are clipped instead of rejected.
@@ -69,6 +69,26 @@ def update_counts(state: CountsState, action: jax.Array, reward: jax.Array, slat
         sums=state.sums.at[items].add(rewards),
         t=state.t + 1,
     )
+
+
+def counts_policy(spec: PolicySpec, act, *, clip_rewards: bool = False) -> Policy:
+    """A context-free policy over per-item counts: ``act`` is the policy's own rule;
+    init, update (each shown item's slot reward added to its count and sum; clipped
+    into [0, 1] for Bernoulli posteriors) and the summed-delta merge are shared."""
+    k = spec.slate_size
+
+    def init(key, spec):
+        del key
+        return init_counts(spec)
+
+    def update(key, state, obs, action, reward, params):
+        del key, obs, params
+        items, rewards = as_slots(action, reward, k)
+        if clip_rewards:
+            rewards = jnp.clip(rewards, 0.0, 1.0)
+        return update_counts(state, items, rewards, k)
+
+    return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
 
 
 def empirical_means(state: CountsState, initial_value: Any) -> jax.Array:

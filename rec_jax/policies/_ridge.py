@@ -176,3 +176,24 @@ def gaussian_score_sampler(state: RidgeState, mu: jax.Array, scale, features: ja
         return (features @ theta).T
 
     return draw
+
+
+def ridge_policy(spec, act):
+    """A policy on ONE shared ridge regression over item features: ``act`` is the
+    policy's own rule; init, the per-slot rank-one update with the shown items'
+    features and rewards, and the merge (summed deltas, inverse recomputed) are shared."""
+    from rec_jax.policies.base import Policy
+
+    k = spec.slate_size
+
+    def init(key, spec):
+        del key
+        return init_ridge(spec.feature_dim)
+
+    def update(key, state, obs, action, reward, params):
+        del key
+        items, rewards = _common.as_slots(action, reward, k)
+        xs = obs.features.astype(jnp.float32)[items]
+        return ridge_update(state, xs, rewards, params.reg, params.refactor_every)
+
+    return Policy(init=init, act=act, update=update, merge=ridge_merge)

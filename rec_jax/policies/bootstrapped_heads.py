@@ -121,6 +121,7 @@ def make_bootstrapped_heads(spec: PolicySpec, num_heads: int = 8) -> Policy:
 
     return Policy(init=init, act=act, update=update, merge=merge)
 
+
 POLICY = PolicyInfo(
     make=make_bootstrapped_heads,
     params=BootstrappedHeadsParams,

@@ -16,7 +16,7 @@ from flax import struct
 from rec_jax.policies import _common
 from rec_jax.policies._slates import epsilon_ranked_slate
 from rec_jax.policies.registry import PolicyInfo
-from rec_jax.policies.base import Policy, PolicySpec, merge_by_summed_deltas
+from rec_jax.policies.base import Policy, PolicySpec
 
 NAME = "epsilon_greedy"
 
@@ -45,20 +45,13 @@ def make_epsilon_greedy(spec: PolicySpec) -> Policy:
     _common.check_spec(spec, NAME)
     k = spec.slate_size
 
-    def init(key, spec):
-        del key
-        return _common.init_counts(spec)
-
     def act(key, state, obs, params):
         means = _common.empirical_means(state, params.initial_value)
         eps = _common.decayed_epsilon(params.epsilon, params.decay, state.t)
         return epsilon_ranked_slate(key, means, obs.available, eps, k)
 
-    def update(key, state, obs, action, reward, params):
-        del key, obs, params
-        return _common.update_counts(state, action, reward, k)
+    return _common.counts_policy(spec, act)
 
-    return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
 
 POLICY = PolicyInfo(
     make=make_epsilon_greedy,

@@ -18,7 +18,7 @@ from flax import struct
 from rec_jax.policies import _common
 from rec_jax.policies._slates import sampled_topk_slate
 from rec_jax.policies.registry import PolicyInfo
-from rec_jax.policies.base import Policy, PolicySpec, merge_by_summed_deltas
+from rec_jax.policies.base import Policy, PolicySpec
 
 NAME = "gaussian_ts"
 
@@ -60,10 +60,6 @@ def make_gaussian_ts(spec: PolicySpec) -> Policy:
     _common.check_spec(spec, NAME)
     k = spec.slate_size
 
-    def init(key, spec):
-        del key
-        return _common.init_counts(spec)
-
     def act(key, state, obs, params):
         mean, std = gaussian_posterior(state, params)
         mean = jnp.broadcast_to(mean, obs.available.shape)
@@ -76,11 +72,8 @@ def make_gaussian_ts(spec: PolicySpec) -> Policy:
             params.num_mc_samples,
         )
 
-    def update(key, state, obs, action, reward, params):
-        del key, obs, params
-        return _common.update_counts(state, action, reward, k)
+    return _common.counts_policy(spec, act)
 
-    return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
 
 POLICY = PolicyInfo(
     make=make_gaussian_ts,

@@ -52,21 +52,12 @@ def make_linucb(spec: PolicySpec) -> Policy:
     _common.check_spec(spec, NAME, needs_features=True)
     k = spec.slate_size
 
-    def init(key, spec):
-        del key
-        return _ridge.init_ridge(spec.feature_dim)
-
     def act(key, state, obs, params):
         scores = ucb_scores(state.a_inv, state.b, obs.features.astype(jnp.float32), params.alpha)
         return epsilon_ranked_slate(key, scores, obs.available, 0.0, k)
 
-    def update(key, state, obs, action, reward, params):
-        del key
-        items, rewards = _common.as_slots(action, reward, k)
-        xs = obs.features.astype(jnp.float32)[items]
-        return _ridge.ridge_update(state, xs, rewards, params.reg, params.refactor_every)
+    return _ridge.ridge_policy(spec, act)
 
-    return Policy(init=init, act=act, update=update, merge=_ridge.ridge_merge)
 
 POLICY = PolicyInfo(
     make=make_linucb,

@@ -123,6 +123,7 @@ def make_linucb_disjoint(spec: PolicySpec) -> Policy:
 
     return Policy(init=init, act=act, update=update, merge=merge)
 
+
 POLICY = PolicyInfo(
     make=make_linucb_disjoint,
     params=LinUCBDisjointParams,

@@ -94,6 +94,7 @@ def make_logistic_epsilon_greedy(spec: PolicySpec) -> Policy:
 
     return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
 
+
 POLICY = PolicyInfo(
     make=make_logistic_epsilon_greedy,
     params=LogisticEpsilonGreedyParams,

@@ -97,6 +97,7 @@ def make_neural_linear_ucb(spec: PolicySpec) -> Policy:
     """NeuralLinear with an upper confidence bound, for one stream (or shared)."""
     return _make(spec, "ucb")
 
+
 NEURAL_LINEAR_TS = PolicyInfo(
     make=make_neural_linear_ts,
     params=NeuralLinearParams,

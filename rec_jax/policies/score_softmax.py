@@ -60,6 +60,7 @@ def make_score_softmax(spec: PolicySpec) -> Policy:
 
     return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
 
+
 POLICY = PolicyInfo(
     make=make_score_softmax,
     params=ScoreSoftmaxParams,

@@ -57,23 +57,14 @@ def make_squarecb(spec: PolicySpec) -> Policy:
     _common.check_spec(spec, NAME, needs_features=True)
     k = spec.slate_size
 
-    def init(key, spec):
-        del key
-        return _ridge.init_ridge(spec.feature_dim)
-
     def act(key, state, obs, params):
         yhat = obs.features.astype(jnp.float32) @ _ridge.ridge_theta(state)
         return sequential_slate(
             key, lambda remaining: igw_probs(yhat, remaining, params.gamma), obs.available, k, params.num_mc_samples
         )
 
-    def update(key, state, obs, action, reward, params):
-        del key
-        items, rewards = _common.as_slots(action, reward, k)
-        xs = obs.features.astype(jnp.float32)[items]
-        return _ridge.ridge_update(state, xs, rewards, params.reg, params.refactor_every)
+    return _ridge.ridge_policy(spec, act)
 
-    return Policy(init=init, act=act, update=update, merge=_ridge.ridge_merge)
 
 POLICY = PolicyInfo(
     make=make_squarecb,

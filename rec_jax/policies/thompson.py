@@ -18,7 +18,7 @@ from flax import struct
 from rec_jax.policies import _common
 from rec_jax.policies._slates import sampled_topk_slate
 from rec_jax.policies.registry import PolicyInfo
-from rec_jax.policies.base import Policy, PolicySpec, merge_by_summed_deltas
+from rec_jax.policies.base import Policy, PolicySpec
 
 NAME = "thompson"
 
@@ -64,10 +64,6 @@ def make_thompson(spec: PolicySpec) -> Policy:
     _common.check_spec(spec, NAME)
     k = spec.slate_size
 
-    def init(key, spec):
-        del key
-        return _common.init_counts(spec)
-
     def act(key, state, obs, params):
         a, b = beta_posterior(state, params)
         a = jnp.broadcast_to(a, obs.available.shape)
@@ -80,12 +76,8 @@ def make_thompson(spec: PolicySpec) -> Policy:
             params.num_mc_samples,
         )
 
-    def update(key, state, obs, action, reward, params):
-        del key, obs, params
-        items, rewards = _common.as_slots(action, reward, k)
-        return _common.update_counts(state, items, jnp.clip(rewards, 0.0, 1.0), k)
+    return _common.counts_policy(spec, act, clip_rewards=True)
 
-    return Policy(init=init, act=act, update=update, merge=merge_by_summed_deltas)
 
 POLICY = PolicyInfo(
     make=make_thompson,
