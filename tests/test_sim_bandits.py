@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rec_jax.sim import bernoulli, gaussian, make_env, validate_params
+from rec_jax.sim import SimSpec, bernoulli, gaussian, validate_params
 
 
 @pytest.mark.parametrize("one_hot", [False, True])
@@ -67,16 +67,10 @@ def test_bandit_validate_params_names_field():
     with pytest.raises(ValueError, match="BernoulliParams.means"):
         validate_params(params.replace(means=jnp.array([0.2, 1.5, 0.1])))
     with pytest.raises(ValueError, match="BernoulliParams.means"):
-        bernoulli.validate_params(params, num_arms=4)
+        bernoulli.validate_params(params, SimSpec(num_items=4))
     _, gparams = gaussian.make_gaussian(num_arms=3)
     with pytest.raises(ValueError, match="GaussianParams.std"):
         validate_params(gparams.replace(std=jnp.float32(-1.0)))
     with pytest.raises(ValueError, match="GaussianParams.means"):
         validate_params(gparams.replace(means=jnp.array([0.0, np.nan, 1.0])))
 
-
-def test_registry_unknown_name_lists_valid_ones():
-    sim, params = make_env("bernoulli", num_arms=3)
-    assert sim.num_items == 3 and params.means.shape == (3,)
-    with pytest.raises(ValueError, match="bernoulli.*gaussian.*linear.*ml100k.*synthetic_recsys"):
-        make_env("nope")

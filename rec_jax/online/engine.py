@@ -134,7 +134,8 @@ def make_run(
       spec: the policy's static shapes; default built from ``sim`` and ``config``.
       validate_policy_params / validate_env_params: host-side checks of concrete
         params; default: the params' own ``validate(spec)`` method when it has one,
-        else ``rec_jax.sim.validate_params`` for the registered simulators' params;
+        else the registered simulator's validator, found through ``sim.name`` (or the
+        params class), which also refuses a slate size the simulator does not serve;
         non-finite float leaves are always rejected.
 
     Returns a :class:`Run`. Metrics of ``run_chunk`` are a dict of arrays stacked
@@ -268,7 +269,7 @@ def make_run(
     def validate(policy_params: Any, env_params: Any) -> None:
         """Host-side check of concrete params (once, before jit); ValueError when bad."""
         _call_validator(validate_policy_params, policy_params, "policy params", spec)
-        _call_validator(validate_env_params, env_params, "env params")
+        _call_validator(validate_env_params, env_params, "env params", sim=sim, slate_size=config.slate_size)
 
     return Run(init_run=init_run, run_chunk=run_chunk, run=run, validate=validate, config=config, spec=spec)
 
@@ -321,16 +322,24 @@ def _strongly_typed(tree: Any) -> Any:
     return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), tree)
 
 
-def _call_validator(fn: Callable[[Any], None] | None, params: Any, what: str, spec: PolicySpec | None = None) -> None:
+def _call_validator(fn: Callable[[Any], None] | None, params: Any, what: str, spec: PolicySpec | None = None,
+                    sim: Simulator | None = None, slate_size: int = 1) -> None:
+    sim_name = None
+    if fn is None and sim is not None:
+        # Env params: the registered simulator's validator, by the simulator's name
+        # (set by rec_jax.sim.make_env) or, for a factory called directly, its params class.
+        from rec_jax import sim as sims
+
+        sim_name = getattr(sim, "name", None)
+        if sim_name not in sims.ENV_NAMES:
+            sim_name = sims.name_for_params(params)
     if fn is not None:
         fn(params)
+    elif sim_name is not None:
+        sims.validate_params(sim_name, params, sims.SimSpec(sim.num_items, sim.feature_dim, slate_size))
     elif hasattr(params, "validate"):
         # Policy params validate themselves (optionally against the spec).
         params.validate(spec) if spec is not None else params.validate()
-    elif type(params).__module__.startswith("rec_jax.sim."):
-        from rec_jax.sim import validate_params
-
-        validate_params(params)
     # Catch NaN / inf whatever the policy or simulator checks.
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         try:

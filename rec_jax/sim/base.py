@@ -8,14 +8,28 @@ user stream; the engine vmaps it over streams:
 
 ``params`` (``EnvParams``) and ``state`` (``EnvState``) are separate
 ``flax.struct`` pytrees. ``obs`` is a :class:`rec_jax.policies.base.Observation`.
-``action`` is ``int32[]`` or ``int32[K]`` for a slate. There is no auto-reset.
+``action`` is ``int32[]`` or ``int32[K]`` for a slate of K distinct items. There is
+no auto-reset.
+
+Each simulator module also declares itself next to its factory with a module-level
+:class:`SimulatorInfo` (``SIMULATOR = SimulatorInfo(make=..., params=...,
+validate=..., ...)``; a module holding two simulators declares two), and
+``rec_jax/sim/__init__.py`` lists it in one registry line ``"name": "module:ATTRIBUTE"``.
+Validators have the policies' shape, ``validate(params, spec=None)``, where ``spec``
+is a :class:`SimSpec` (or anything with ``num_items``, ``feature_dim`` and
+``slate_size``, such as a ``PolicySpec``): the static shapes the params must fit.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import dataclasses
+import importlib
+from typing import Any, Callable, Literal, NamedTuple
 
 import jax
+import jax.numpy as jnp
 from flax import struct
+
+from rec_jax.policies.base import Observation
 
 
 @struct.dataclass
@@ -42,10 +56,108 @@ class Simulator(NamedTuple):
     """A user simulator: ``reset`` and ``step`` (see module docstring).
 
     ``num_items`` and ``feature_dim`` are the static shapes of the observations
-    it emits, so a policy spec can be built from it.
+    it emits, so a policy spec can be built from it. ``name`` is the registry name
+    (set by :func:`rec_jax.sim.make_env`; None for a factory called directly), through
+    which the engine finds the simulator's validator and what slates it supports.
     """
 
     reset: Callable[..., Any]
     step: Callable[..., Any]
     num_items: int
     feature_dim: int
+    name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SimSpec:
+    """Static shapes a simulator's params must fit (what its validator checks against).
+
+    num_items:   N items (arms) in each observation.
+    feature_dim: D, the width of ``obs.features`` (0 for context-free bandits).
+    slate_size:  K items shown per step; None = not checked (e.g. at ``make_env``).
+    """
+
+    num_items: int
+    feature_dim: int = 0
+    slate_size: int | None = 1
+
+
+Kind = Literal["bandit", "contextual", "recsys"]
+Slates = Literal["any", "fixed", "single"]
+
+
+def _no_study_kwargs(num_items: int, dim: int, num_arms: int) -> dict:
+    return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulatorInfo:
+    """A simulator's declaration: how to build it and what it supports.
+
+    make:        ``make(**kwargs) -> (Simulator, default params)``, the factory.
+    params:      the params class (``make`` returns an instance).
+    validate:    ``validate(params, spec=None) -> params``: host-side check of concrete
+                 params, a one-line ValueError naming the field; ``spec`` a :class:`SimSpec`.
+    kind:        ``bandit`` (context-free arms), ``contextual`` (items with features),
+                 ``recsys`` (simulated users with histories and dynamics).
+    slates:      what slates it serves: ``any`` (any K in [1, N], read from the action's
+                 static shape), ``fixed`` (the K given to the factory's ``slate_size``
+                 keyword, and only that one), ``single`` (K = 1 only; the engine's
+                 ``Run.validate`` refuses ``EngineConfig.slate_size > 1``).
+    study_kwargs: ``(num_items, dim, num_arms) -> factory kwargs``: how
+                 ``experiments/bandits.py`` sizes it from ``--num-items --dim --num-arms``.
+    test_kwargs: tiny factory kwargs for the registry-wide tests (``tests/test_sim_registry.py``).
+    bad_params:  ``(field, value)`` pairs the validator must reject with a message naming
+                 the field; the registry-wide tests check each (and that the defaults pass).
+    data:        the dataset the factory loads through ``rec_jax.data.load`` (None: none);
+                 the registry-wide tests give it a tiny stand-in.
+    """
+
+    make: Callable[..., tuple[Simulator, Any]]
+    params: type
+    validate: Callable[..., Any]
+    kind: Kind = "bandit"
+    slates: Slates = "any"
+    study_kwargs: Callable[[int, int, int], dict] = _no_study_kwargs
+    test_kwargs: dict = dataclasses.field(default_factory=dict)
+    bad_params: tuple[tuple[str, Any], ...] = ()
+    data: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("bandit", "contextual", "recsys"):
+            raise ValueError(f"SimulatorInfo.kind must be bandit, contextual or recsys, got {self.kind!r}")
+        if self.slates not in ("any", "fixed", "single"):
+            raise ValueError(f"SimulatorInfo.slates must be any, fixed or single, got {self.slates!r}")
+
+
+def load(target: str) -> SimulatorInfo:
+    """Import ``"package.module:ATTRIBUTE"`` and return the SimulatorInfo it names."""
+    module, _, attribute = target.partition(":")
+    info = getattr(importlib.import_module(module), attribute or "SIMULATOR")
+    if not isinstance(info, SimulatorInfo):
+        raise TypeError(f"{target} is a {type(info).__name__}, expected a rec_jax.sim.SimulatorInfo")
+    return info
+
+
+# ----------------------------------------------------------------------------- pieces the bandits share
+
+
+def fixed_observation(features: jax.Array) -> Observation:
+    """Observation of N items that are always available, with zero scores: features f32[N, D]."""
+    num_items = features.shape[0]
+    return Observation(
+        features=features,
+        available=jnp.ones((num_items,), bool),
+        scores=jnp.zeros((num_items,), jnp.float32),
+    )
+
+
+def as_slate(action: jax.Array) -> jax.Array:
+    """The shown items int32[K] of an action int32[] (K = 1) or int32[K] (K static)."""
+    return jnp.reshape(action, (-1,)).astype(jnp.int32)
+
+
+def best_slate_sum(values: jax.Array, slate_size: int) -> jax.Array:
+    """Sum of the ``slate_size`` largest of ``values`` f32[N]: the best slate's expected
+    reward when every shown item pays independently (f32[])."""
+    return jnp.sum(jax.lax.top_k(values, slate_size)[0])

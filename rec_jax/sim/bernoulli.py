@@ -3,6 +3,11 @@
 Observation: ``features`` f32[K, 0] (context-free) or the one-hot arm identity
 f32[K, K] (``one_hot_features=True``); ``available`` all True; ``scores`` zeros.
 The problem is stationary; ``state.t`` only counts steps.
+
+Slates (action int32[S] of S distinct arms, any S in [1, K]): every shown arm is
+examined and pays independently, so the reward is the number of successes,
+``expected_reward = sum(means[slate])`` and the best slate is the S best arms
+(``best_expected_reward`` = sum of the S largest means).
 """
 from __future__ import annotations
 
@@ -11,9 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from rec_jax.policies.base import Observation
 from rec_jax.sim import _checks
-from rec_jax.sim.base import Simulator, StepOutput
+from rec_jax.sim.base import Simulator, SimulatorInfo, StepOutput, as_slate, best_slate_sum, fixed_observation
 
 
 @struct.dataclass
@@ -26,10 +30,10 @@ class BernoulliState:
     t: jax.Array  # int32[] steps taken so far
 
 
-def validate_params(params: BernoulliParams, num_arms: int | None = None) -> BernoulliParams:
-    """Host-side check; raises a one-line ValueError naming the bad field."""
-    if num_arms is not None:
-        _checks.last_dim(params.means, "BernoulliParams.means", num_arms)
+def validate_params(params: BernoulliParams, spec=None) -> BernoulliParams:
+    """Host-side check against ``spec`` (a SimSpec, optional); one-line ValueError naming the bad field."""
+    if spec is not None:
+        _checks.last_dim(params.means, "BernoulliParams.means", spec.num_items)
     _checks.in_range(params.means, "BernoulliParams.means", 0.0, 1.0)
     return params
 
@@ -46,6 +50,11 @@ def sample_params(key: jax.Array, num_arms: int) -> BernoulliParams:
     return BernoulliParams(means=jax.random.uniform(key, (num_arms,), jnp.float32))
 
 
+def arm_features(num_arms: int, one_hot: bool) -> jax.Array:
+    """The arms' features: the identity f32[K, K] (``one_hot``) or f32[K, 0]."""
+    return jnp.eye(num_arms, dtype=jnp.float32) if one_hot else jnp.zeros((num_arms, 0), jnp.float32)
+
+
 def make_bernoulli(num_arms: int = 10, one_hot_features: bool = False) -> tuple[Simulator, BernoulliParams]:
     """Build a K-armed Bernoulli bandit.
 
@@ -59,31 +68,36 @@ def make_bernoulli(num_arms: int = 10, one_hot_features: bool = False) -> tuple[
         raise ValueError(f"make_bernoulli: num_arms must be >= 1, got {num_arms}")
     dim = num_arms if one_hot_features else 0
 
-    def observe() -> Observation:
-        feats = jnp.eye(num_arms, dtype=jnp.float32) if one_hot_features else jnp.zeros((num_arms, 0), jnp.float32)
-        return Observation(
-            features=feats,
-            available=jnp.ones((num_arms,), bool),
-            scores=jnp.zeros((num_arms,), jnp.float32),
-        )
-
     def reset(key: jax.Array, params: BernoulliParams):
         del key, params
-        return observe(), BernoulliState(t=jnp.zeros((), jnp.int32))
+        return fixed_observation(arm_features(num_arms, one_hot_features)), BernoulliState(t=jnp.zeros((), jnp.int32))
 
     def step(key: jax.Array, state: BernoulliState, action: jax.Array, params: BernoulliParams):
         means = jnp.clip(params.means, 0.0, 1.0)
-        action = jnp.reshape(action, ()).astype(jnp.int32)
-        p = means[action]
-        reward = jax.random.bernoulli(key, p).astype(jnp.float32)
+        slate = as_slate(action)
+        p = means[slate]
+        slot_rewards = jax.random.bernoulli(key, p).astype(jnp.float32)
         out = StepOutput(
-            reward=reward,
-            click=reward,
-            expected_reward=p,
-            best_expected_reward=jnp.max(means),
-            slot_rewards=reward[None],
+            reward=jnp.sum(slot_rewards),
+            click=jnp.max(slot_rewards),
+            expected_reward=jnp.sum(p),
+            best_expected_reward=best_slate_sum(means, slate.shape[0]),
+            slot_rewards=slot_rewards,
         )
-        return observe(), BernoulliState(t=state.t + 1), out
+        return fixed_observation(arm_features(num_arms, one_hot_features)), BernoulliState(t=state.t + 1), out
 
     sim = Simulator(reset=reset, step=step, num_items=num_arms, feature_dim=dim)
     return sim, BernoulliParams(means=default_means(num_arms))
+
+
+SIMULATOR = SimulatorInfo(
+    make=make_bernoulli,
+    params=BernoulliParams,
+    validate=validate_params,
+    kind="bandit",
+    slates="any",
+    # One-hot arm features, so the contextual policies reduce to per-arm estimates.
+    study_kwargs=lambda num_items, dim, num_arms: {"num_arms": num_arms, "one_hot_features": True},
+    test_kwargs={"num_arms": 4},
+    bad_params=(("means", np.array([0.2, 1.5, 0.1, 0.3], np.float32)),),
+)

@@ -2,17 +2,22 @@
 
 Observation as in :mod:`rec_jax.sim.bernoulli` (f32[K, 0] or one-hot f32[K, K]).
 ``click`` is 1.0 where the reward is positive (there is no click in this model).
+
+Slates (action int32[S] of S distinct arms, any S in [1, K]): every shown arm pays
+its own independent draw, the reward is their sum, ``expected_reward =
+sum(means[slate])`` and ``best_expected_reward`` the sum of the S largest means;
+``click`` is 1.0 where any shown arm paid a positive reward.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
-from rec_jax.policies.base import Observation
 from rec_jax.sim import _checks
-from rec_jax.sim.base import Simulator, StepOutput
-from rec_jax.sim.bernoulli import default_means
+from rec_jax.sim.base import Simulator, SimulatorInfo, StepOutput, as_slate, best_slate_sum, fixed_observation
+from rec_jax.sim.bernoulli import arm_features, default_means
 
 
 @struct.dataclass
@@ -26,10 +31,10 @@ class GaussianState:
     t: jax.Array  # int32[] steps taken so far
 
 
-def validate_params(params: GaussianParams, num_arms: int | None = None) -> GaussianParams:
-    """Host-side check; raises a one-line ValueError naming the bad field."""
-    if num_arms is not None:
-        _checks.last_dim(params.means, "GaussianParams.means", num_arms)
+def validate_params(params: GaussianParams, spec=None) -> GaussianParams:
+    """Host-side check against ``spec`` (a SimSpec, optional); one-line ValueError naming the bad field."""
+    if spec is not None:
+        _checks.last_dim(params.means, "GaussianParams.means", spec.num_items)
     _checks.finite(params.means, "GaussianParams.means")
     _checks.in_range(params.std, "GaussianParams.std", 0.0, None)
     return params
@@ -46,31 +51,35 @@ def make_gaussian(num_arms: int = 10, one_hot_features: bool = False) -> tuple[S
         raise ValueError(f"make_gaussian: num_arms must be >= 1, got {num_arms}")
     dim = num_arms if one_hot_features else 0
 
-    def observe() -> Observation:
-        feats = jnp.eye(num_arms, dtype=jnp.float32) if one_hot_features else jnp.zeros((num_arms, 0), jnp.float32)
-        return Observation(
-            features=feats,
-            available=jnp.ones((num_arms,), bool),
-            scores=jnp.zeros((num_arms,), jnp.float32),
-        )
-
     def reset(key: jax.Array, params: GaussianParams):
         del key, params
-        return observe(), GaussianState(t=jnp.zeros((), jnp.int32))
+        return fixed_observation(arm_features(num_arms, one_hot_features)), GaussianState(t=jnp.zeros((), jnp.int32))
 
     def step(key: jax.Array, state: GaussianState, action: jax.Array, params: GaussianParams):
-        action = jnp.reshape(action, ()).astype(jnp.int32)
-        mean = params.means[action]
-        std = jnp.maximum(jnp.broadcast_to(params.std, params.means.shape)[action], 0.0)
-        reward = mean + std * jax.random.normal(key, (), jnp.float32)
+        slate = as_slate(action)
+        mean = params.means[slate]
+        std = jnp.maximum(jnp.broadcast_to(params.std, params.means.shape)[slate], 0.0)
+        slot_rewards = mean + std * jax.random.normal(key, slate.shape, jnp.float32)
         out = StepOutput(
-            reward=reward,
-            click=(reward > 0).astype(jnp.float32),
-            expected_reward=mean,
-            best_expected_reward=jnp.max(params.means),
-            slot_rewards=reward[None],
+            reward=jnp.sum(slot_rewards),
+            click=jnp.any(slot_rewards > 0).astype(jnp.float32),
+            expected_reward=jnp.sum(mean),
+            best_expected_reward=best_slate_sum(params.means, slate.shape[0]),
+            slot_rewards=slot_rewards,
         )
-        return observe(), GaussianState(t=state.t + 1), out
+        return fixed_observation(arm_features(num_arms, one_hot_features)), GaussianState(t=state.t + 1), out
 
     sim = Simulator(reset=reset, step=step, num_items=num_arms, feature_dim=dim)
     return sim, GaussianParams(means=default_means(num_arms), std=jnp.float32(1.0))
+
+
+SIMULATOR = SimulatorInfo(
+    make=make_gaussian,
+    params=GaussianParams,
+    validate=validate_params,
+    kind="bandit",
+    slates="any",
+    study_kwargs=lambda num_items, dim, num_arms: {"num_arms": num_arms},
+    test_kwargs={"num_arms": 4},
+    bad_params=(("std", np.float32(-1.0)), ("means", np.array([0.0, np.nan, 1.0, 0.5], np.float32))),
+)

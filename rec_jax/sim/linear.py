@@ -13,6 +13,11 @@ Gaussian noise of std ``feature_noise`` with each row rescaled to unit L2 norm. 
 Observation: ``features`` = x_t f32[N, D] (the features the NEXT action is scored
 on), ``available`` all True, ``scores`` zeros.
 
+Slates (action int32[K] of K distinct items, any K in [1, N]): every shown item pays
+independently (its own noise or Bernoulli draw), the reward is their sum,
+``expected_reward`` the sum of the shown items' expected rewards and
+``best_expected_reward`` the sum of the K largest.
+
 Fixed features (``perturb_features=False``, the default) cost nothing per step:
 they live only in params, the state holds no copy (``state.features`` is None) and
 the observation's ``features``, ``available`` and ``scores`` depend on params only,
@@ -27,9 +32,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rec_jax.policies.base import Observation
+import numpy as np
+
 from rec_jax.sim import _checks
-from rec_jax.sim.base import Simulator, StepOutput
+from rec_jax.sim.base import Simulator, SimulatorInfo, StepOutput, as_slate, best_slate_sum, fixed_observation
 
 LINKS = ("linear", "logistic")
 
@@ -53,15 +59,14 @@ class LinearState:
     features: jax.Array | None = None
 
 
-def validate_params(params: LinearParams, num_items: int | None = None, dim: int | None = None) -> LinearParams:
-    """Host-side check; raises a one-line ValueError naming the bad field."""
+def validate_params(params: LinearParams, spec=None) -> LinearParams:
+    """Host-side check against ``spec`` (a SimSpec, optional); one-line ValueError naming the bad field."""
     feats = _checks.finite(params.item_features, "LinearParams.item_features")
     if feats.ndim < 2:
         raise ValueError(f"LinearParams.item_features: expected shape [N, D], got {feats.shape}")
-    if num_items is not None:
-        _checks.last_dim(feats, "LinearParams.item_features", num_items, ndim=2)
-    if dim is not None:
-        _checks.last_dim(feats, "LinearParams.item_features", dim)
+    if spec is not None:
+        _checks.last_dim(feats, "LinearParams.item_features", spec.num_items, ndim=2)
+        _checks.last_dim(feats, "LinearParams.item_features", spec.feature_dim)
     _checks.last_dim(params.theta_mean, "LinearParams.theta_mean", feats.shape[-1])
     _checks.finite(params.theta_mean, "LinearParams.theta_mean")
     _checks.in_range(params.feature_noise, "LinearParams.feature_noise", 0.0)
@@ -115,13 +120,7 @@ def make_linear(
         eps = jax.random.normal(key, params.item_features.shape, jnp.float32)
         return _normalise(params.item_features + noise * eps)
 
-    def observe(features):
-        # available / scores are constants: unbatched under vmap.
-        return Observation(
-            features=features,
-            available=jnp.ones((num_items,), bool),
-            scores=jnp.zeros((num_items,), jnp.float32),
-        )
+    observe = fixed_observation  # available / scores are constants: unbatched under vmap.
 
     def reset(key: jax.Array, params: LinearParams):
         theta_key, feat_key = jax.random.split(key)
@@ -136,23 +135,21 @@ def make_linear(
 
     def step(key: jax.Array, state: LinearState, action: jax.Array, params: LinearParams):
         reward_key, feat_key = jax.random.split(key)
-        action = jnp.reshape(action, ()).astype(jnp.int32)
+        slate = as_slate(action)
         shown = params.item_features.astype(jnp.float32) if not perturb_features else state.features
         means = expected_rewards(shown, state.theta, params.bias, link)
-        mean = means[action]
+        mean = means[slate]
         if link == "logistic":
-            reward = jax.random.bernoulli(reward_key, mean).astype(jnp.float32)
-            click = reward
+            slot_rewards = jax.random.bernoulli(reward_key, mean).astype(jnp.float32)
         else:
-            noise = jnp.maximum(params.noise_std, 0.0) * jax.random.normal(reward_key, (), jnp.float32)
-            reward = mean + noise
-            click = (reward > 0).astype(jnp.float32)
+            noise = jnp.maximum(params.noise_std, 0.0) * jax.random.normal(reward_key, slate.shape, jnp.float32)
+            slot_rewards = mean + noise
         out = StepOutput(
-            reward=reward,
-            click=click,
-            expected_reward=mean,
-            best_expected_reward=jnp.max(means),
-            slot_rewards=reward[None],
+            reward=jnp.sum(slot_rewards),
+            click=jnp.any(slot_rewards > 0).astype(jnp.float32),
+            expected_reward=jnp.sum(mean),
+            best_expected_reward=best_slate_sum(means, slate.shape[0]),
+            slot_rewards=slot_rewards,
         )
         if not perturb_features:
             return observe(shown), LinearState(t=state.t + 1, theta=state.theta), out
@@ -170,3 +167,16 @@ def make_linear(
         noise_std=jnp.float32(0.1),
     )
     return Simulator(reset=reset, step=step, num_items=num_items, feature_dim=dim), params
+
+
+SIMULATOR = SimulatorInfo(
+    make=make_linear,
+    params=LinearParams,
+    validate=validate_params,
+    kind="contextual",
+    slates="any",
+    study_kwargs=lambda num_items, dim, num_arms: {"num_items": num_items, "dim": dim},
+    test_kwargs={"num_items": 5, "dim": 3},
+    bad_params=(("noise_std", np.float32(-0.1)), ("theta_mean", np.zeros(2, np.float32)),
+                ("feature_noise", np.float32(np.inf))),
+)
