@@ -70,10 +70,11 @@ def resolve(cfg: Config) -> dict:
     envs = [e.strip() for e in cfg.envs.split(",") if e.strip()]
     policies = [p.strip() for p in cfg.policies.split(",") if p.strip()]
     envs = [RECSYS_ENV[cfg.data] if e in ("ml100k", "synthetic_recsys") else e for e in envs]
-    known_envs = ("bernoulli", "linear", "gaussian", "ml100k", "synthetic_recsys")
+    from rec_jax.sim import ENV_NAMES
+
     for e in envs:
-        if e not in known_envs:
-            raise ValueError(f"--envs: unknown env {e!r}; expected some of {', '.join(known_envs)}")
+        if e not in ENV_NAMES:
+            raise ValueError(f"--envs: unknown env {e!r}; expected some of {', '.join(ENV_NAMES)}")
     for p in policies:
         if p not in POLICY_NAMES:
             raise ValueError(f"--policies: unknown policy {p!r}; expected some of {', '.join(POLICY_NAMES)}")
@@ -104,16 +105,12 @@ def policies_for(settings: dict, env: str) -> list[str]:
 
 
 def make_env(name: str, cfg: Config):
+    """The env ``name``, sized as its SimulatorInfo declares (``study_kwargs``) from
+    ``--num-items --dim --num-arms`` (the recommender envs: single items, so every
+    policy and the CTR are comparable across envs)."""
     from rec_jax import sim
 
-    if name == "bernoulli":
-        return sim.make_env("bernoulli", num_arms=cfg.num_arms, one_hot_features=True)
-    if name == "linear":
-        return sim.make_env("linear", num_items=cfg.num_items, dim=cfg.dim)
-    if name == "gaussian":
-        return sim.make_env("gaussian", num_arms=cfg.num_arms)
-    # Single-item recommendations, so every policy (and the CTR) is comparable across envs.
-    return sim.make_env(name, slate_size=1)
+    return sim.make_env(name, **sim.simulator_info(name).study_kwargs(cfg.num_items, cfg.dim, cfg.num_arms))
 
 
 
