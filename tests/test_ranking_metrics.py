@@ -161,7 +161,43 @@ def test_windows_per_batch_counts_targets_or_windows():
 def test_t_ci95_matches_student_t_formula():
     from rec_jax.eval.confidence import t_ci95
 
-    x = np.array([[1.0, 2.0], [3.0, 5.0], [2.0, 2.0]])  # 3 runs: t_{0.975, 2} = 4.303
+    x = np.array([[1.0, 2.0], [3.0, 5.0], [2.0, 2.0]])  # 3 runs: t_{0.975, 2} = 4.303 (printed tables)
     expected = 4.303 * x.std(axis=0, ddof=1) / np.sqrt(3)
-    np.testing.assert_allclose(t_ci95(x), expected)
+    np.testing.assert_allclose(t_ci95(x), expected, rtol=1e-4)
     assert np.isnan(t_ci95(np.array([1.0])))
+
+
+def test_t_ci95_quantile_for_every_sample_size():
+    """n = 2..200 against scipy's t.ppf, and the printed table's 2.042 (30 dof) / 2.040 (31 dof):
+    the old table jumped to 1.96 at 31 degrees of freedom."""
+    from scipy.stats import t
+
+    from rec_jax.eval.confidence import t_ci95
+
+    rng = np.random.default_rng(0)
+    for n in range(2, 201):
+        x = rng.standard_normal(n)
+        expected = t.ppf(0.975, n - 1) * x.std(ddof=1) / np.sqrt(n)
+        np.testing.assert_allclose(t_ci95(x), expected, rtol=1e-12)
+    x = np.array([0.0, 1.0] * 16)  # n = 32: 31 degrees of freedom
+    np.testing.assert_allclose(t_ci95(x) / (x.std(ddof=1) / np.sqrt(32)), 2.0395, atol=1e-4)
+
+
+def test_nan_scores_rank_pessimistically():
+    """A NaN target ranks last; a NaN competitor ranks above the target (NumPy reference
+    with NaN replaced by +inf for competitors)."""
+    logits = np.array(
+        [
+            [-np.inf, 0.5, np.nan, 0.1, 0.9],  # target 3 (0.1): 0.5, NaN, 0.9 above -> rank 3
+            [-np.inf, np.nan, 0.2, 0.3, 0.4],  # target 1 is NaN -> last: rank 4
+            [-np.inf, 0.7, np.nan, np.nan, 0.1],  # target 1 (0.7): two NaN above -> rank 2
+        ],
+        np.float32,
+    )
+    targets = np.array([3, 1, 1])
+    rank = np.asarray(target_rank(jnp.asarray(logits), jnp.asarray(targets)))
+    np.testing.assert_array_equal(rank, [3, 4, 2])
+    ref = numpy_metrics(np.where(np.isnan(logits), np.inf, logits)[[0, 2]], targets[[0, 2]], 3)
+    got = metrics_from_rank(jnp.asarray(rank), ks=(3,))
+    np.testing.assert_allclose(np.asarray(got["ndcg@3"])[[0, 2]], ref["ndcg"], rtol=1e-6)
+    assert float(got["hr@3"][1]) == 0.0 and np.isfinite(np.asarray(got["ndcg@3"])).all()

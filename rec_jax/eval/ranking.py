@@ -4,6 +4,9 @@ The rank of the target is the number of items scored strictly higher PLUS the
 number of other items scored exactly the same (ties count against the target),
 so a model that scores everything alike gets rank N-1, not 0. This is the
 pessimistic convention; it never flatters a baseline with many ties (popularity).
+NaN scores follow the same rule: a NaN competitor counts as scored above the target,
+and a target whose own score is NaN ranks last (N columns - 1), so a model that
+produces NaNs can never score a hit.
 """
 from __future__ import annotations
 
@@ -21,9 +24,11 @@ def target_rank(logits: jax.Array, targets: jax.Array) -> jax.Array:
     returns: int32[B]; rank 0 means the target is strictly the top item.
     """
     target_score = jnp.take_along_axis(logits, targets[:, None], axis=1)  # [B, 1]
-    higher = jnp.sum(logits > target_score, axis=1)
+    # A NaN competitor compares False both ways: count it above the target explicitly.
+    higher = jnp.sum((logits > target_score) | jnp.isnan(logits), axis=1)
     ties = jnp.sum(logits == target_score, axis=1) - 1  # the target ties with itself
-    return (higher + ties).astype(jnp.int32)
+    last = logits.shape[1] - 1
+    return jnp.where(jnp.isnan(target_score[:, 0]), last, higher + ties).astype(jnp.int32)
 
 
 def metrics_from_rank(rank: jax.Array, ks=DEFAULT_KS) -> dict[str, jax.Array]:
