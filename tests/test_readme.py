@@ -106,3 +106,21 @@ def test_readme_policy_registered_by_one_line_passes_the_registry_wide_tests(tmp
     # params, spec checks, propensities (K = 1, 3), slot conditionals, availability (K = 1, 3),
     # jit == eager, update vs NumPy (K = 1, 3), merge, and the example's own test.
     assert passed >= 12, out[-2000:]
+
+
+def test_readme_simulator_registered_by_one_line_passes_its_test_and_the_registry_wide_tests(tmp_path):
+    text = (ROOT / "README.md").read_text()
+    module = _block(text, "simulator")
+    name = _module_name(module)
+    pkg = _package_copy(tmp_path)
+    (pkg / "sim" / f"{name}.py").write_text(module)
+    line = _block(text, "simulator_registry_line")
+    assert line.count("\n") == 1, f"the registry addition must be ONE line, got {line!r}"
+    _add_registry_line(pkg / "sim" / "__init__.py", line)
+    example_test = _block(text, "simulator_test")
+    assert _module_name(example_test) == f"test_{name}"
+    out = _run_pytest(tmp_path, ["conftest.py", "test_sim_registry.py"], select=name,
+                      extra={f"test_{name}.py": example_test})
+    passed = int(re.search(r"(\d+) passed", out).group(1))
+    # test_sim_registry.py: defaults and shapes, bad params, slates (refused); and the example's own test.
+    assert passed == 4, out[-2000:]
