@@ -71,6 +71,8 @@ def test_per_stream_state_and_logs_match_numpy_replay():
     np.testing.assert_allclose(state.policy_state.sums, sums, rtol=0, atol=1e-6)
     # Propensity is the logged distribution at the chosen action; regret from the true means.
     np.testing.assert_allclose(log["propensity"], np.take_along_axis(log["marginal"][:, :, 0], a[..., None], -1)[..., 0], rtol=1e-6)
+    picked = np.array([[log["marginal"][t, s, 0, a[t, s]] for s in range(S)] for t in range(T)])  # loop reference
+    np.testing.assert_array_equal(log["marginal_propensity"], picked[..., None])  # [T, S, K = 1]
     np.testing.assert_allclose(m["regret"], means.max() - means[a], atol=1e-7)
     np.testing.assert_array_equal(m["reward"], r)
     assert log["features"].shape == (T, S, N, 0) and log["available"].all()

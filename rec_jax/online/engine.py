@@ -146,7 +146,7 @@ def make_run(
       propensity f32[T, S] (f32[T, S, K] for slates: conditional pick probabilities),
       and with ``config.log_tuples`` a nested ``log`` dict: action i32[T, S(, K)],
       propensity, marginal f32[T, S, K', N] (K' = 1 for single actions),
-      reward, slot_rewards f32[T, S, K], num_mc_samples i32[T, S], and with
+      marginal_propensity f32[T, S, K] (each pick's marginal in its slot), reward, slot_rewards f32[T, S, K], num_mc_samples i32[T, S], and with
       ``log_context="features"`` the context features f32[T, S, N, D] and
       available bool[T, S, N] seen when acting (``"history"``: the history
       int32[T, S, L] seen when acting); ``log_marginal=False`` drops ``marginal``.
@@ -224,6 +224,10 @@ def make_run(
             log = {
                 "action": action,
                 "propensity": info.propensity,
+                # f32[S, K]: the marginal probability of each pick in its slot (what
+                # marginal-over-marginal importance weights need), cheap even when the
+                # full marginals are not logged.
+                "marginal_propensity": _picked_marginals(info.marginal, action),
                 "num_mc_samples": info.num_mc_samples,
                 "reward": out.reward,
                 "slot_rewards": out.slot_rewards,
@@ -315,6 +319,12 @@ def _obs_axes(fn: Callable, in_axes: tuple, args: tuple, obs_shape: Any) -> Any:
 
     treedef = jax.tree.structure(obs_shape)
     return jax.tree.unflatten(treedef, [None if unbatched(i) else 0 for i in range(treedef.num_leaves)])
+
+
+def _picked_marginals(marginal: jax.Array, action: jax.Array) -> jax.Array:
+    """f32[S, K] marginal[s, k, action[s, k]] from marginal f32[S, K', N], action int32[S(, K)]."""
+    picks = action.reshape(action.shape[0], -1)  # [S, K]
+    return jnp.take_along_axis(marginal, picks[:, :, None], axis=2)[:, :, 0]
 
 
 def _strongly_typed(tree: Any) -> Any:

@@ -13,8 +13,11 @@ recompiles). One ``lax.scan`` over chunks runs the whole horizon in one jit.
 
 * ``objective="ctr"``: :func:`rec_jax.online.objectives.click_loss` on every shown slot;
 * ``objective="reinforce"``: :func:`rec_jax.online.objectives.reinforce_loss` with the
-  logged conditional propensity of each slot as beta (the exact probability of
-  that pick given the slots before it), the importance cap and top-K factor;
+  logged marginal probability of each pick in its slot as beta (the engine logs it as
+  ``marginal_propensity``; for Monte Carlo policies it is their MC estimate), the
+  importance cap and top-K factor; the baseline is the leave-one-out mean reward of the
+  window (every other logged slot reward), which keeps the single-draw estimator
+  unbiased, and 0 with the top-K factor (where a baseline would change the objective);
 * ``objective="none"``: the frozen model (same program, no update).
 * ``trainable="full"`` updates encoder, adapter and head; ``"adapter"`` only the
   adapter and head (a few thousand numbers; the encoder stays the offline one).
@@ -78,16 +81,34 @@ def make_window_loss(model, config: OnlineLearningConfig, num_items: int, slate_
             shown = shown_scores(model, view, h, actions, num_items)
             return click_loss(shown, view["head"]["pos"], (rewards > 0).astype(jnp.float32))
         scores = (h * view["head"]["w"]) @ item_table(model, view, num_items).T + view["head"]["b"]  # [B, N]
-        prop = log["propensity"].reshape(hist.shape[0], slate_size)
-        # One softmax row per event, shared by its K slots (no [B*K, N] copy).
-        return jnp.mean(jax.vmap(
-            lambda logit_k, a_k, r_k, p_k: reinforce_loss(
-                logit_k, a_k, r_k, p_k, cap=config.cap,
-                slate_size=slate_size if config.topk_correction else 1, baseline=jnp.mean(rewards)),
-            in_axes=(None, 1, 1, 1),
-        )(scores / config.temperature, actions, rewards, prop))
+        return reinforce_window_loss(scores / config.temperature, actions, rewards,
+                                     log["marginal_propensity"].reshape(hist.shape[0], slate_size),
+                                     cap=config.cap, topk=config.topk_correction and slate_size > 1)
 
     return loss
+
+
+def reinforce_window_loss(logits: jax.Array, actions: jax.Array, rewards: jax.Array, marginal: jax.Array,
+                          *, cap: float, topk: bool) -> jax.Array:
+    """REINFORCE loss of one replay window, averaged over its B events and K slots.
+
+    logits f32[B, N] (one softmax row per event, shared by its K slots: no [B*K, N]
+    copy); actions int32[B, K]; rewards f32[B, K] per-slot rewards; marginal f32[B, K]
+    the logger's marginal probability of each pick in its slot. ``topk``: Chen et
+    al.'s K (1 - pi)^(K - 1) factor with baseline 0; else the leave-one-out baseline.
+    """
+    k = actions.shape[1]
+    n = rewards.size
+    if topk:
+        baseline = jnp.zeros_like(rewards)
+    else:  # each sample's baseline is the mean of all OTHER samples' rewards
+        baseline = (jnp.sum(rewards) - rewards) / max(n - 1, 1)
+    per_slot = jax.vmap(
+        lambda a_k, r_k, p_k, b_k: reinforce_loss(logits, a_k, r_k, p_k, cap=cap, slate_size=k if topk else 1,
+                                                  baseline=b_k),
+        in_axes=(1, 1, 1, 1),
+    )(actions, rewards, marginal, baseline)
+    return jnp.mean(per_slot)
 
 
 def make_online_learning(run: Run, model, config: OnlineLearningConfig):
