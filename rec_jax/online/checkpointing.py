@@ -18,7 +18,8 @@ import jax
 import numpy as np
 
 from rec_jax import checkpoint
-from rec_jax.online.engine import Run, RunState, shard_streams
+from rec_jax.online.engine import Run, RunState
+from rec_jax.online.sharding import shard_streams
 
 
 def _is_typed_key(x) -> bool:

@@ -25,8 +25,6 @@ recompiles). One ``lax.scan`` over chunks runs the whole horizon in one jit.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import optax
