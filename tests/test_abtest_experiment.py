@@ -1,11 +1,13 @@
 """experiments/ab_test.py end to end at a tiny size (synthetic recommender env)."""
 import json
+import pytest
 
 import numpy as np
 
 from experiments import ab_test
 
 
+@pytest.mark.slow  # the whole A/B study end to end (its statistics: tests/test_abtest.py)
 def test_ab_test_end_to_end_tiny(tmp_path):
     out = tmp_path / "run"
     argv = ["--data", "synthetic", "--out", str(out), "--batches", "4", "--units-per-batch", "6",

@@ -1,11 +1,13 @@
 """experiments/fairness.py end to end at a tiny size (synthetic data, one training epoch)."""
 import json
+import pytest
 
 import numpy as np
 
 from experiments import fairness
 
 
+@pytest.mark.slow  # the whole fairness study end to end (its pieces: tests/test_fairness.py)
 def test_fairness_end_to_end_tiny(tmp_path):
     out = tmp_path / "run"
     lambdas = [0.0, 1.0, 10.0, 100.0, 1000.0]

@@ -67,6 +67,7 @@ def test_notebooks_are_stored_without_outputs(name):
     assert code and all(c.outputs == [] and c.execution_count is None for c in code)
 
 
+@pytest.mark.slow  # executes the whole quickstart notebook (training, three policies, plots) in a kernel
 def test_quickstart_tiny(tmp_path, monkeypatch):
     before = (NOTEBOOKS / "quickstart.ipynb").read_bytes()
     out = tmp_path / "out"

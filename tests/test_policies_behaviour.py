@@ -30,6 +30,9 @@ from test_policies_utils import (
     update_key,
 )
 
+# One xdist worker runs every test that reads the shared per-policy jit (behaviour()).
+pytestmark = pytest.mark.xdist_group("policy_behaviour")
+
 
 def _binomial_tol(p, n, extra=2e-3):
     return 5.0 * np.sqrt(np.clip(p * (1 - p), 1e-12, None) / n) + extra

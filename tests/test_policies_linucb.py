@@ -18,6 +18,9 @@ from test_policies_utils import (
     rel_frobenius,
 )
 
+# One xdist worker runs every test that reads the shared per-policy jit (behaviour()).
+pytestmark = pytest.mark.xdist_group("policy_behaviour")
+
 
 def _inverse_errors(num_steps, refactor_every, d=4, seed=0):
     """Relative Frobenius error of LinUCB's A^-1 vs a float64 direct inverse at every step."""

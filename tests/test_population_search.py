@@ -12,6 +12,7 @@ from experiments import hparam_search
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # the whole search end to end (population training itself: tests/test_population.py)
 def test_hparam_search_end_to_end_tiny(tmp_path):
     out = tmp_path / "run"
     metrics = hparam_search.main([

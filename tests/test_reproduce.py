@@ -20,6 +20,7 @@ def _run(out, *extra):
                           cwd=ROOT, capture_output=True, text=True)
 
 
+@pytest.mark.slow  # a real kill and two resumed runs of reproduce: three processes, each importing JAX and compiling two studies
 def test_reproduce_runs_skips_and_resumes_after_a_kill(tmp_path):
     # a real kill: start, wait until the first study is complete, kill the whole process group
     proc = subprocess.Popen([sys.executable, "-m", "experiments.reproduce", *ARGS, "--out", str(tmp_path)],
