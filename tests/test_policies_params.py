@@ -74,3 +74,14 @@ def test_spec_checks(name):
             make_policy(name, no_features)
     else:
         make_policy(name, no_features)  # context-free policies need no features
+
+
+def test_listing_shows_every_registered_policy(capsys):
+    from rec_jax.policies.__main__ import main
+
+    main()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + len(POLICY_NAMES)
+    for line, name in zip(lines[1:], POLICY_NAMES):
+        cells = line.split()
+        assert cells[:2] == [name, policy_info(name).kind] and cells[-1] == params_class(name).__name__
