@@ -44,7 +44,7 @@ from typing import Literal
 
 import numpy as np
 from rec_jax.runs import staged_run_dir
-from rec_jax.cli import tyro_cli
+import rec_jax.cli
 
 PROCEDURES = ("fixed_horizon", "sequential", "naive_peeking")
 
@@ -286,7 +286,7 @@ def main(cfg: Config) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    return tyro_cli(Config, main, argv, __doc__)
+    return rec_jax.cli.main(Config, main, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,13 @@ import os
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Literal
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import rec_jax.cli
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,17 +323,13 @@ def main(cfg: Config) -> dict:
     return result
 
 
-def cli(argv: list[str] | None = None) -> int:
-    import tyro
+def print_json(cfg: Config) -> None:
+    """Run the benchmark and print its ONE JSON line."""
+    print(json.dumps(main(cfg)))
 
-    cfg = tyro.cli(Config, args=argv, description=__doc__.split("\n")[0])
-    try:
-        result = main(cfg)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(result))
-    return 0
+
+def cli(argv: list[str] | None = None) -> int:
+    return rec_jax.cli.main(Config, print_json, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from pathlib import Path
 
-from rec_jax.cli import tyro_cli
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import rec_jax.cli
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +94,7 @@ def main(cfg: Config) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    return tyro_cli(Config, main, argv, __doc__)
+    return rec_jax.cli.main(Config, main, argv, __doc__)
 
 
 if __name__ == "__main__":

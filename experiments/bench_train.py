@@ -1,6 +1,6 @@
 """Training and evaluation throughput of a preset, as ONE JSON line.
 
-    python experiments/bench_train.py --preset ml100k-sasrec --epochs 5
+    python experiments/bench_train.py --preset ml100k-sasrec --timed-epochs 5
 
 Keys: sequences_per_s (training windows per second), positions_per_s (target
 positions in the loss per second), epoch_s (median over the timed epochs, compile
@@ -9,7 +9,6 @@ compile_s, peak_rss_mb (the whole process). No checkpoints are written.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -18,17 +17,27 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rec_jax.cli import add_dataclass_options, apply_overrides, run_main
+import rec_jax.cli
 from rec_jax.train.config import PRESETS, TrainConfig, get_preset
+
+NOT_OVERRIDDEN = ("epochs", "patience", "checkpoint_every")  # fixed by --timed-epochs: no early stop, no checkpoints
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Time one preset, overridden by any TrainConfig field given (but epochs, patience, checkpoint_every)."""
+
+    preset: str = dataclasses.field(default="ml100k-sasrec", metadata={"help": f"one of: {', '.join(sorted(PRESETS))}"})
+    timed_epochs: int = 5  # epochs to time (after compilation)
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="ml100k-sasrec", help=f"one of: {', '.join(sorted(PRESETS))}")
-    parser.add_argument("--timed-epochs", type=int, default=5, help="epochs to time (after compilation)")
-    add_dataclass_options(parser, TrainConfig, skip=("epochs", "patience", "checkpoint_every"))
-    args = parser.parse_args(argv)
-    config = apply_overrides(get_preset(args.preset), args)
+    """Parse ``argv`` and run; returns the benchmark line (errors raise; ``cli`` makes them one line)."""
+    return run(*rec_jax.cli.parse_with_overrides(Config, TrainConfig, argv, __doc__, skip=NOT_OVERRIDDEN))
+
+
+def run(args: Config, changes: dict) -> dict:
+    config = rec_jax.cli.apply_overrides(get_preset(args.preset), changes)
     # no early stop, no checkpoints: time exactly ``timed_epochs`` epochs
     config = dataclasses.replace(config, epochs=args.timed_epochs, patience=args.timed_epochs + 1,
                                  checkpoint_every=0)
@@ -69,5 +78,9 @@ def main(argv=None) -> dict:
     return out
 
 
+def cli(argv: list[str] | None = None) -> int:
+    return rec_jax.cli.main(Config, run, argv, __doc__, overrides=TrainConfig, skip=NOT_OVERRIDDEN)
+
+
 if __name__ == "__main__":
-    run_main(main)
+    sys.exit(cli())

@@ -48,7 +48,7 @@ import numpy as np
 
 from rec_jax.eval.confidence import t_ci95
 from rec_jax.runs import staged_run_dir
-from rec_jax.cli import tyro_cli
+import rec_jax.cli
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,7 +339,7 @@ def main(cfg: Config) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    return tyro_cli(Config, main, argv, __doc__)
+    return rec_jax.cli.main(Config, main, argv, __doc__)
 
 
 if __name__ == "__main__":

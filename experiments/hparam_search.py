@@ -37,7 +37,6 @@ Writes into ``--out`` (default ``runs/hparam_search``), all at the end, via a te
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import sys
@@ -49,7 +48,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rec_jax.cli import add_dataclass_options, apply_overrides, run_main
+import rec_jax.cli
 from rec_jax.train.config import PRESETS, TrainConfig, get_preset
 from rec_jax.runs import staged_run_dir
 
@@ -58,21 +57,25 @@ QUICK = {"epochs": 2, "sequential_epochs": 1}  # --quick: 2x2x2 on ML-100K in a 
 DEFAULT_EPOCHS, DEFAULT_SEQUENTIAL_EPOCHS = 20, 3
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="ml100k-sasrec", help=f"base config, one of: {', '.join(sorted(PRESETS))}")
-    parser.add_argument("--out", default="runs/hparam_search", help="run folder (replaced atomically at the end)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK['epochs']} population epochs, {QUICK['sequential_epochs']} sequential")
-    parser.add_argument("--lrs", default="1e-3,3e-3", help="comma-separated learning rates")
-    parser.add_argument("--dropouts", default="0.2,0.5", help="comma-separated dropout rates (hidden and attention)")
-    parser.add_argument("--weight-decays", default="0,0.1", help="comma-separated AdamW weight decays (0 = Adam)")
-    parser.add_argument("--sequential-epochs", type=int, default=None,
-                        help=f"epochs of each one-after-another baseline run (default {DEFAULT_SEQUENTIAL_EPOCHS}, "
-                             f"quick {QUICK['sequential_epochs']}; 0 = no baseline)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_dataclass_options(parser, TrainConfig, skip=SWEPT + ("checkpoint_every",))
-    return parser.parse_args(argv)
+NOT_OVERRIDDEN = SWEPT + ("checkpoint_every",)  # the grid sets these; no checkpoints
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Grid search of one preset as a vmapped population, overridden by any TrainConfig field given."""
+
+    preset: str = dataclasses.field(default="ml100k-sasrec",
+                                    metadata={"help": f"base config, one of: {', '.join(sorted(PRESETS))}"})
+    out: Path = Path("runs/hparam_search")  # run folder (replaced atomically at the end)
+    quick: bool = dataclasses.field(default=False, metadata={
+        "help": f"{QUICK['epochs']} population epochs, {QUICK['sequential_epochs']} sequential"})
+    lrs: str = "1e-3,3e-3"  # comma-separated learning rates
+    dropouts: str = "0.2,0.5"  # comma-separated dropout rates (hidden and attention)
+    weight_decays: str = "0,0.1"  # comma-separated AdamW weight decays (0 = Adam)
+    sequential_epochs: int | None = dataclasses.field(default=None, metadata={
+        "help": f"epochs of each one-after-another baseline run (default {DEFAULT_SEQUENTIAL_EPOCHS}, "
+                f"quick {QUICK['sequential_epochs']}; 0 = no baseline)"})
+    progress: bool = True  # progress bars
 
 
 def _floats(text: str, flag: str) -> list[float]:
@@ -127,10 +130,14 @@ def plot(names, best, selected, history, path: Path) -> None:
 
 
 def main(argv=None) -> dict:
-    """Run the search and write the run folder; returns the metrics dict."""
-    args = parse_args(argv)
-    base = apply_overrides(get_preset(args.preset), args)
-    epochs = args.epochs if args.epochs is not None else (QUICK["epochs"] if args.quick else DEFAULT_EPOCHS)
+    """Parse ``argv``, run the search and write the run folder; returns the metrics dict (errors raise)."""
+    return run(*rec_jax.cli.parse_with_overrides(Config, TrainConfig, argv, __doc__, skip=NOT_OVERRIDDEN))
+
+
+def run(args: Config, changes: dict) -> dict:
+    """The search of ``args`` on the preset with the TrainConfig ``changes``; returns the metrics dict."""
+    base = rec_jax.cli.apply_overrides(get_preset(args.preset), changes)
+    epochs = changes["epochs"] if "epochs" in changes else (QUICK["epochs"] if args.quick else DEFAULT_EPOCHS)
     seq_epochs = args.sequential_epochs
     if seq_epochs is None:
         seq_epochs = QUICK["sequential_epochs"] if args.quick else DEFAULT_SEQUENTIAL_EPOCHS
@@ -159,7 +166,7 @@ def main(argv=None) -> dict:
     # at a time, so the population's logits f32[P, B, N+1] stay as cache-sized as one config's.
     valid_eval = PopulationEvaluator(model, prepared.valid, max(1, base.eval_batch_size // len(configs)))
     seq_eval = PopulationEvaluator(model, prepared.valid, base.eval_batch_size)
-    progress = not args.no_progress
+    progress = args.progress
     num = len(configs)
 
     # Sequential baseline, split around the population run so that both meet the same machine load.
@@ -258,5 +265,9 @@ def main(argv=None) -> dict:
     return metrics
 
 
+def cli(argv: list[str] | None = None) -> int:
+    return rec_jax.cli.main(Config, run, argv, __doc__, overrides=TrainConfig, skip=NOT_OVERRIDDEN)
+
+
 if __name__ == "__main__":
-    run_main(main)
+    sys.exit(cli())

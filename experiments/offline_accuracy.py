@@ -12,7 +12,6 @@ so a killed study resumes where it stopped (finished runs are not redone).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -23,12 +22,28 @@ if __package__ in (None, ""):
 
 import numpy as np
 
-from rec_jax.cli import run_main
+import rec_jax.cli
 
 SEQUENTIAL = ("sasrec", "bert4rec", "gru4rec")
 BASELINES = ("popularity", "mf")
 REPORTED = ("ndcg@10", "hr@10", "mrr@10", "ndcg@20", "hr@20")
 QUICK_EPOCHS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Offline accuracy of every model over seeds, and k-fold CV over users."""
+
+    out: str = "runs/offline_accuracy"  # the study's run folder
+    seeds: int = 3  # seeds per model (0..N-1)
+    seed: int = 0  # first seed
+    models: str = ",".join(SEQUENTIAL + BASELINES)  # comma-separated
+    data: str = "ml-100k"  # ml-100k | synthetic | PATH
+    cv_folds: int = 0  # k-fold CV over users (0 = off; 5 = the usual)
+    epochs: int = 0  # override the presets' epoch bound (0: the presets')
+    mask_history: bool = True  # rank with the seen items masked (--no-mask-history: RecBole's convention)
+    quick: bool = dataclasses.field(default=False, metadata={"help": f"1 seed, at most {QUICK_EPOCHS} epochs"})
+    progress: bool = True  # progress bars
 
 
 def t_ci95(values) -> float:
@@ -43,7 +58,7 @@ def sequential_config(model: str, args, seed: int):
     from rec_jax.train.config import get_preset
 
     config = get_preset(f"ml100k-{model}" if args.data == "ml-100k" else f"tiny-{model}")
-    config = dataclasses.replace(config, data=args.data, seed=seed, mask_history=not args.no_mask_history)
+    config = dataclasses.replace(config, data=args.data, seed=seed, mask_history=args.mask_history)
     if args.epochs:
         config = dataclasses.replace(config, epochs=args.epochs)
     if args.quick:
@@ -84,9 +99,9 @@ def run_one(model: str, args, seed: int, out: Path, prepared) -> dict:
         from rec_jax.train.run import train_and_evaluate
 
         config = sequential_config(model, args, seed)
-        return train_and_evaluate(config, out, resume=True, prepared=prepared, progress=not args.no_progress)
+        return train_and_evaluate(config, out, resume=True, prepared=prepared, progress=args.progress)
     per_user_means = baseline_metrics(model, prepared, seed, args.quick)
-    chosen = "masked" if not args.no_mask_history else "unmasked"
+    chosen = "masked" if args.mask_history else "unmasked"
     metrics = {f"test/{k}": per_user_means[f"{chosen}/{k}"] for k in REPORTED}
     metrics.update({f"test_{c}/{k}": per_user_means[f"{c}/{k}"] for c in ("masked", "unmasked") for k in REPORTED})
     runs.write_json(done, metrics)
@@ -94,24 +109,18 @@ def run_one(model: str, args, seed: int, out: Path, prepared) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/offline_accuracy", help="the study's run folder")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per model (0..N-1)")
-    parser.add_argument("--seed", type=int, default=0, help="first seed")
-    parser.add_argument("--models", default=",".join(SEQUENTIAL + BASELINES), help="comma-separated")
-    parser.add_argument("--data", default="ml-100k", help="ml-100k | synthetic | PATH")
-    parser.add_argument("--cv-folds", type=int, default=0, help="k-fold CV over users (0 = off; 5 = the usual)")
-    parser.add_argument("--epochs", type=int, default=0, help="override the presets' epoch bound")
-    parser.add_argument("--no-mask-history", action="store_true", help="RecBole's convention")
-    parser.add_argument("--quick", action="store_true", help=f"1 seed, at most {QUICK_EPOCHS} epochs")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    """Parse ``argv`` and run the study; returns the metrics (errors raise; ``cli`` makes them one line)."""
+    return run(rec_jax.cli.parse(Config, argv, __doc__))
+
+
+def run(args: Config) -> dict:
+    """The study of ``args``: every (model, seed[, fold]) run, OUT/metrics.json and OUT/table.md."""
     models = [m for m in args.models.split(",") if m]
     unknown = sorted(set(models) - set(SEQUENTIAL + BASELINES))
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; expected some of {list(SEQUENTIAL + BASELINES)}")
     if args.quick:
-        args.seeds = 1
+        args = dataclasses.replace(args, seeds=1)
     seeds = [args.seed + i for i in range(args.seeds)]
 
     from rec_jax import runs
@@ -149,13 +158,13 @@ def main(argv=None) -> dict:
                 fold_values.append(result["test/ndcg@10"])
             metrics[f"cv/{model}/ndcg@10"] = float(np.mean(fold_values))
             metrics[f"cv/{model}/ndcg@10_std"] = float(np.std(fold_values, ddof=1))
-    runs.write_config(out, vars(args), seeds=seeds)
+    runs.write_config(out, dataclasses.asdict(args), seeds=seeds)
     runs.write_json(out / "metrics.json", metrics)
     lines = ["| model | NDCG@10 | HR@10 | MRR@10 | NDCG@20 | HR@20 |", "|---|---|---|---|---|---|"]
     for model in models:
         cells = [f"{metrics[f'{model}/test/{k}']:.4f} ± {metrics[f'{model}/test/{k}_ci95']:.4f}" for k in REPORTED]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    convention = "unmasked (RecBole)" if args.no_mask_history else "seen items masked"
+    convention = "seen items masked" if args.mask_history else "unmasked (RecBole)"
     header = (f"# Offline accuracy on {args.data}\n\nLeave-one-out, full ranking, {convention}; mean ± 95% CI "
               f"over seeds {seeds}.\n\n")
     (out / "table.md").write_text(header + "\n".join(lines) + "\n")
@@ -163,5 +172,9 @@ def main(argv=None) -> dict:
     return metrics
 
 
+def cli(argv: list[str] | None = None) -> int:
+    return rec_jax.cli.main(Config, run, argv, __doc__)
+
+
 if __name__ == "__main__":
-    run_main(main)
+    sys.exit(cli())

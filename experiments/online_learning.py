@@ -42,7 +42,7 @@ import numpy as np
 from rec_jax.eval.confidence import t_ci95
 from rec_jax.runs import staged_run_dir
 from rec_jax.tensorboard import EventLog, curve_to_events
-from rec_jax.cli import tyro_cli
+import rec_jax.cli
 
 SCENARIOS = ("stationary", "abrupt_drift")
 # variant -> (objective, trainable)
@@ -241,7 +241,7 @@ def main(cfg: Config) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    return tyro_cli(Config, main, argv, __doc__)
+    return rec_jax.cli.main(Config, main, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ over resamples; ``_std`` the std as published, ``_ci95`` Student-t),
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -42,7 +41,7 @@ if __package__ in (None, ""):
 
 import numpy as np
 
-from rec_jax.cli import add_dataclass_options, apply_overrides, run_main
+import rec_jax.cli
 from rec_jax.eval.confidence import t_ci95
 from rec_jax.runs import staged_run_dir
 
@@ -268,11 +267,9 @@ def main(cfg: Config) -> dict:
 
 
 def cli(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataclass_options(parser, Config)
-    args = parser.parse_args(argv)
-    return main(apply_overrides(Config(), args))
+    """Run with the options in ``argv``; returns the metrics (errors raise: ``__main__`` makes them one line)."""
+    return main(rec_jax.cli.parse(Config, argv, __doc__))
 
 
 if __name__ == "__main__":
-    run_main(cli)
+    sys.exit(rec_jax.cli.main(Config, main, doc=__doc__))

@@ -44,7 +44,6 @@ curves), ``latency_vs_batch.png``, ``prequential_hr.png``.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import shutil
@@ -54,6 +53,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import rec_jax.cli
 
 
 @dataclasses.dataclass(frozen=True)
@@ -506,22 +507,7 @@ def plot(metrics: dict, curves: dict, settings: dict, out: Path) -> None:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    from rec_jax.cli import add_dataclass_options, apply_overrides, run_main
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_dataclass_options(parser, Config)
-    args = parser.parse_args(argv)
-    cfg = apply_overrides(Config(), args)
-    code = 0
-
-    def run():
-        main(cfg)
-
-    try:
-        run_main(run)
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    return code
+    return rec_jax.cli.main(Config, main, argv, __doc__)
 
 
 if __name__ == "__main__":

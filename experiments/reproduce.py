@@ -31,6 +31,8 @@ from typing import Literal
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import rec_jax.cli  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 Mode = Literal["quick", "full", "smoke"]
 
@@ -250,14 +252,7 @@ def main(cfg: Config) -> int:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    import tyro
-
-    cfg = tyro.cli(Config, args=argv, description=__doc__.split("\n")[0])
-    try:
-        return main(cfg)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return rec_jax.cli.main(Config, main, argv, __doc__)
 
 
 if __name__ == "__main__":

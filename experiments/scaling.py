@@ -30,6 +30,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import rec_jax.cli  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -146,9 +148,7 @@ def plot(settings: dict, metrics: dict, path: Path) -> None:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    from rec_jax.cli import tyro_cli
-
-    return tyro_cli(Config, main, argv, __doc__)
+    return rec_jax.cli.main(Config, main, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -4,32 +4,40 @@ A ``DataError`` prints one ``error: ...`` line on stderr and exits with status 1
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
 
-from rec_jax.data import DataError, fetch, load
+import rec_jax.cli
+from rec_jax.data import fetch, load
+
+
+@dataclasses.dataclass(frozen=True)
+class Fetch:
+    """Download a dataset into the cache and print its folder."""
+
+    name: str  # ml-100k or obd
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """Print users/items/interactions after the k-core filter."""
+
+    data: str  # ml-100k, synthetic, or a path to an interaction file
+    min_user: int = 5  # k-core: users with fewer interactions are dropped
+    min_item: int = 5  # k-core: items with fewer interactions are dropped
+
+
+def run(cmd: Fetch | Stats) -> None:
+    if isinstance(cmd, Fetch):
+        print(fetch(cmd.name))
+    else:
+        seqs = load(cmd.data, min_user=cmd.min_user, min_item=cmd.min_item)
+        print(f"users: {seqs.num_users}\nitems: {seqs.num_items}\ninteractions: {seqs.num_interactions}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rec_jax.data", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_fetch = sub.add_parser("fetch", help="download a dataset into the cache and print its folder")
-    p_fetch.add_argument("name", help="ml-100k or obd")
-    p_stats = sub.add_parser("stats", help="print users/items/interactions after the k-core filter")
-    p_stats.add_argument("data", help="ml-100k, synthetic, or a path to an interaction file")
-    p_stats.add_argument("--min-user", type=int, default=5)
-    p_stats.add_argument("--min-item", type=int, default=5)
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "fetch":
-            print(fetch(args.name))
-        else:
-            seqs = load(args.data, min_user=args.min_user, min_item=args.min_item)
-            print(f"users: {seqs.num_users}\nitems: {seqs.num_items}\ninteractions: {seqs.num_interactions}")
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return rec_jax.cli.main({"fetch": Fetch, "stats": Stats}, run, argv, __doc__.splitlines()[0],
+                            prog="python -m rec_jax.data", error_code=1)
 
 
 if __name__ == "__main__":
