@@ -46,15 +46,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-import rec_jax.cli
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import rec_jax.cli  # noqa: E402
+from experiments._realtime_replay import (  # noqa: E402,F401 (concurrent_stream: part of this study's API)
+    Prequential, concurrent_stream, initial_topk, replay, seen_before, temporal_split, users_by_recency)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,58 +108,6 @@ def resolve(cfg: Config) -> dict:
                 load_events=cfg.load_events or (16384 if cfg.quick else 0))
 
 
-# ----------------------------------------------------------------------------- data
-
-
-def temporal_split(seqs, fraction: float):
-    """(histories: list of int32 arrays, stream_users i64[E], stream_items i32[E]).
-
-    All interactions sorted by (timestamp, user, position in the user's sequence); the
-    first ``fraction`` are history, the rest the stream (each user's history is a
-    prefix of their sequence, and their stream events follow it in order).
-    """
-    owner = seqs.user_of_position
-    position = np.arange(len(seqs.items)) - seqs.offsets[owner]
-    order = np.lexsort((position, owner, seqs.timestamps))
-    cut = int(round(fraction * len(order)))
-    in_history = np.zeros(len(order), bool)
-    in_history[order[:cut]] = True
-    histories = [seqs.items[seqs.offsets[u]:seqs.offsets[u + 1]][in_history[seqs.offsets[u]:seqs.offsets[u + 1]]]
-                 for u in range(seqs.num_users)]
-    stream = order[cut:]
-    return histories, owner[stream].astype(np.int64), seqs.items[stream].astype(np.int32)
-
-
-def concurrent_stream(seqs):
-    """(empty histories, users i64[E], items i32[E]): every interaction of the log, ordered
-    by (position in the user's sequence, the user's first timestamp, user): each user's
-    events keep their order, and all users are active at once."""
-    owner = seqs.user_of_position
-    position = np.arange(len(seqs.items)) - seqs.offsets[owner]
-    first_seen = seqs.timestamps[seqs.offsets[:-1]][owner]
-    order = np.lexsort((owner, first_seen, position))
-    empty = [np.zeros(0, np.int32) for _ in range(seqs.num_users)]
-    return empty, owner[order].astype(np.int64), seqs.items[order].astype(np.int32)
-
-
-def _seen_before(users) -> np.ndarray:
-    """bool[E]: event e's user had an earlier event in ``users``."""
-    _, first = np.unique(users, return_index=True)
-    seen = np.ones(len(users), bool)
-    seen[first] = False
-    return seen
-
-
-def users_by_recency(seqs, histories) -> np.ndarray:
-    """Users with a history, most recently active (last history event) first."""
-    last = np.full(seqs.num_users, -1, np.int64)
-    for u, h in enumerate(histories):
-        if len(h):
-            last[u] = seqs.timestamps[seqs.offsets[u] + len(h) - 1]
-    order = np.argsort(-last, kind="stable")
-    return order[last[order] >= 0]
-
-
 def train_static(settings: dict, seqs, histories, log):
     """Train the static model on the history part; returns (model, params, train_metrics)."""
     from rec_jax.data.preprocess import SequenceData
@@ -189,126 +139,46 @@ def train_static(settings: dict, seqs, histories, log):
                                        "epochs_run": int(result.epochs_run), "train_users": len(users)}
 
 
-# ----------------------------------------------------------------------------- replay
-
-
-class Prequential:
-    """Per-user pending top-k lists and the hits of the events they predicted."""
-
-    def __init__(self, initial_topk: np.ndarray, has_history: np.ndarray):
-        self.pending = initial_topk.copy()
-        self.ready = has_history.copy()
-        self.hits: list[tuple[int, bool]] = []  # (event index, hit)
-
-    def score(self, users, items, event_ids) -> None:
-        users, items, event_ids = np.asarray(users), np.asarray(items), np.asarray(event_ids)
-        ready = self.ready[users]  # vectorised: this runs inside the timed serving loop
-        hit = np.any(self.pending[users] == items[:, None], axis=1)
-        self.hits.extend(zip(event_ids[ready].tolist(), hit[ready].tolist()))
-
-    def record(self, users, topk) -> None:
-        self.pending[users] = topk
-        self.ready[users] = True
-
-    def hr(self) -> float:
-        return float(np.mean([h for _, h in self.hits])) if self.hits else float("nan")
-
-    def curve(self, num_events: int, bins: int) -> np.ndarray:
-        """f32[bins]: HR of the events in each equal slice of the stream (NaN if none)."""
-        if not self.hits:
-            return np.full(bins, np.nan, np.float32)
-        events, hits = np.array(self.hits).T
-        which = np.minimum(events * bins // max(num_events, 1), bins - 1)
-        total = np.bincount(which, minlength=bins)
-        return (np.bincount(which, weights=hits, minlength=bins) / np.maximum(total, 1)).astype(np.float32)
-
-
-def initial_topk(server, histories, *, reencode: bool) -> np.ndarray:
-    """int32[U, k]: each user's top-k before the stream (from rebuilt states, or windows)."""
-    import jax
-    import jax.numpy as jnp
-
-    from rec_jax.models.base import tied_scores
-
-    model, inc, head, k = server.model, server.inc, server.head, server.cfg.eval_k
-    n = model.config.num_items
-    width = model.config.max_len if reencode else inc.rebuild_len
-
-    @jax.jit
-    def topk(params, tails, counts, seen):
-        if reencode:
-            h = model.encode(params, tails)
-        else:
-            h = jax.vmap(inc.rebuild, in_axes=(None, 0, 0))(params, tails, counts)[1]
-        logits = tied_scores(h, head.table, n) + head.bias
-        return jax.lax.top_k(jnp.where(seen | (jnp.arange(n + 1) == 0), -jnp.inf, logits), k)[1]
-
-    out, chunk = [], 256
-    users = np.arange(len(histories))
-    for start in range(0, len(users), chunk):
-        part = users[start:start + chunk]
-        pad = chunk - len(part)
-        rows = np.concatenate([part, np.full(pad, part[0])])
-        tails = server.history.tails(rows, width)
-        counts = server.history.lengths[rows].astype(np.int32)
-        out.append(np.asarray(topk(server.params, tails, counts, server.seen[rows]))[: len(part)])
-    return np.concatenate(out).astype(np.int32)
-
-
-def replay(server, users, items, batch_size: int, rate: float, prequential: Prequential, *,
-           reencoder=None, pre_reencode: Prequential | None = None, desc: str = "replay"):
-    """Replay the stream through ``server``; returns a dict of per-event/per-batch arrays."""
-    from tqdm.auto import tqdm
-
-    from rec_jax.serve.stream import MicroBatcher
-
-    batcher = MicroBatcher(users, batch_size)
-    num = len(users)
-    latency = np.zeros(num)
-    slates = np.zeros((num, server.cfg.slate_size), np.int32)
-    step_s, reencode_s, batch_len, batch_end = [], [], [], []
-    batch_of = np.zeros(num, np.int64)  # which micro-batch served each event
-    bar = tqdm(total=num, desc=desc, unit="ev", leave=False, mininterval=2.0)
-    start = time.perf_counter()
-    arrival = start + np.arange(num) / rate if rate > 0 else None
-    ready_at = start  # closed loop: a micro-batch arrives when the previous one is answered
-    while batcher.remaining:
-        if arrival is not None:
-            now = time.perf_counter()
-            arrived = int(np.searchsorted(arrival, now, side="right"))
-            idx = batcher.next_batch(arrived)
-            if len(idx) == 0:
-                time.sleep(max(0.0, arrival[batcher.next_waiting()] - time.perf_counter()))
-                continue
-        else:
-            idx = batcher.next_batch()
-        u, i = users[idx], items[idx]
-        prequential.score(u, i, idx)
-        slate, _, topk = server.serve(u, i, idx)
-        done = time.perf_counter()
-        latency[idx] = done - (arrival[idx] if arrival is not None else ready_at)
-        prequential.record(u, topk)
-        slates[idx] = slate
-        step_s.append(server.last_step_s)
-        batch_len.append(len(idx))
-        batch_end.append(done - start)
-        batch_of[idx] = len(batch_end) - 1
-        if reencoder is not None:
-            pre_reencode.score(u, i, idx)
-            _, _, topk_r = reencoder.serve(u, i, idx)
-            pre_reencode.record(u, topk_r)
-            reencode_s.append(reencoder.last_step_s)
-        server.maybe_update()
-        ready_at = time.perf_counter() if reencoder is not None else done
-        bar.update(len(idx))
-    total_s = time.perf_counter() - start
-    bar.close()
-    return {"latency_s": latency, "slates": slates, "step_s": np.asarray(step_s),
-            "reencode_s": np.asarray(reencode_s), "batch_len": np.asarray(batch_len),
-            "batch_end_s": np.asarray(batch_end), "batch_of": batch_of, "total_s": total_s}
-
-
 # ----------------------------------------------------------------------------- study
+
+
+def load_test(make_server, seqs, settings: dict, biggest: int, capacity: int, topk_width: int, log) -> dict:
+    """``load_*`` metrics of the saturated load test (step (d) of ``main``).
+
+    The replayed stream has few concurrent users (303 over its 19,857 events: a
+    closed-loop micro-batch of 256 fills only at the start, the mean is ~43), so it
+    cannot show what a full micro-batch sustains. Here every user's real item sequence
+    arrives interleaved with everyone else's (round k holds every user's k-th item, users in
+    order of their first timestamp): 943 concurrent users from empty states, with the policy
+    and online updates running as in (b). Round-robin arrivals over 943 users defeat any cache
+    smaller than the active set (LRU and FIFO both evict each user just before they return),
+    so the headline run caches every user and a second run on a prefix measures the all-miss
+    worst case with the default quarter-size cache (every event rebuilds its user's state).
+    """
+    num_users = seqs.num_users
+    metrics: dict = {}
+    load_histories, load_users, load_items = concurrent_stream(seqs)
+    n_load = min(settings["load_events"] or len(load_users), len(load_users))
+    for label, cap, n in (("", num_users, n_load), ("/quarter_cache", capacity, min(n_load, 4096))):
+        server = make_server(biggest, start=load_histories, warm_cache=False, capacity=cap)
+        nothing_pending = Prequential(np.zeros((num_users, topk_width), np.int32), np.zeros(num_users, bool))
+        out = replay(server, load_users[:n], load_items[:n], biggest, 0.0, nothing_pending, desc=f"load test{label}")
+        lat_ms = 1e3 * out["latency_s"]
+        metrics[f"load_events_per_s/batch={biggest}{label}"] = float(n / out["total_s"])
+        metrics[f"load_latency_ms_p99/batch={biggest}{label}"] = float(np.percentile(lat_ms, 99))
+        metrics[f"load_mean_micro_batch/batch={biggest}{label}"] = float(np.mean(out["batch_len"]))
+        metrics[f"load_cache_hit_rate/batch={biggest}{label}"] = server.table.hit_rate()
+        metrics[f"load_events{label}"] = n
+        # after the cold start: from the end of the batch that served the last user's first event
+        first_round_end = int(out["batch_of"][~seen_before(load_users[:n])].max())
+        warm_events = n - int(np.sum(out["batch_len"][: first_round_end + 1]))
+        warm_s = out["batch_end_s"][-1] - out["batch_end_s"][first_round_end]
+        metrics[f"load_events_per_s_warm/batch={biggest}{label}"] = (  # NaN: no event after the cold start
+            float(warm_events / warm_s) if warm_events > 0 else float("nan"))
+        log(f"load test b={biggest}{label} (cache {cap}): {n / out['total_s']:,.0f} events/s over {n} events, "
+            f"mean micro-batch {np.mean(out['batch_len']):.1f}, hit rate {server.table.hit_rate():.3f}, "
+            f"p99 {np.percentile(lat_ms, 99):.1f} ms")
+    return metrics
 
 
 def main(cfg: Config, log=print) -> dict:
@@ -419,36 +289,8 @@ def main(cfg: Config, log=print) -> dict:
     fifo = make_server(biggest, eviction="fifo")
     replay(fifo, users[:n], items[:n], biggest, 0.0, Prequential(start_topk, has_history), desc="fifo cache")
     metrics["cache_hit_rate/fifo"] = fifo.table.hit_rate()
-    # (d) saturated load test. The replayed stream has few concurrent users (303 over its 19,857
-    # events: a closed-loop micro-batch of 256 fills only at the start, the mean is ~43), so it
-    # cannot show what a full micro-batch sustains. Here every user's real item sequence
-    # arrives interleaved with everyone else's (round k holds every user's k-th item, users in
-    # order of their first timestamp): 943 concurrent users from empty states, with the policy
-    # and online updates running as in (b). Round-robin arrivals over 943 users defeat any cache
-    # smaller than the active set (LRU and FIFO both evict each user just before they return),
-    # so the headline run caches every user and a second run on a prefix measures the all-miss
-    # worst case with the default quarter-size cache (every event rebuilds its user's state).
-    load_histories, load_users, load_items = concurrent_stream(seqs)
-    n_load = min(settings["load_events"] or len(load_users), len(load_users))
-    for label, cap, n in (("", num_users, n_load), ("/quarter_cache", capacity, min(n_load, 4096))):
-        server = make_server(biggest, start=load_histories, warm_cache=False, capacity=cap)
-        out = replay(server, load_users[:n], load_items[:n], biggest, 0.0,
-                     Prequential(np.zeros_like(start_topk), np.zeros(num_users, bool)), desc=f"load test{label}")
-        lat_ms = 1e3 * out["latency_s"]
-        metrics[f"load_events_per_s/batch={biggest}{label}"] = float(n / out["total_s"])
-        metrics[f"load_latency_ms_p99/batch={biggest}{label}"] = float(np.percentile(lat_ms, 99))
-        metrics[f"load_mean_micro_batch/batch={biggest}{label}"] = float(np.mean(out["batch_len"]))
-        metrics[f"load_cache_hit_rate/batch={biggest}{label}"] = server.table.hit_rate()
-        metrics[f"load_events{label}"] = n
-        # after the cold start: from the end of the batch that served the last user's first event
-        first_round_end = int(out["batch_of"][~_seen_before(load_users[:n])].max())
-        warm_events = n - int(np.sum(out["batch_len"][: first_round_end + 1]))
-        warm_s = out["batch_end_s"][-1] - out["batch_end_s"][first_round_end]
-        metrics[f"load_events_per_s_warm/batch={biggest}{label}"] = (  # NaN: no event after the cold start
-            float(warm_events / warm_s) if warm_events > 0 else float("nan"))
-        log(f"load test b={biggest}{label} (cache {cap}): {n / out['total_s']:,.0f} events/s over {n} events, "
-            f"mean micro-batch {np.mean(out['batch_len']):.1f}, hit rate {server.table.hit_rate():.3f}, "
-            f"p99 {np.percentile(lat_ms, 99):.1f} ms")
+    # (d) saturated load test: the whole log's users at once
+    metrics.update(load_test(make_server, seqs, settings, biggest, capacity, start_topk.shape[1], log))
 
     metrics["cache_capacity"] = capacity
     metrics["num_users"] = num_users
@@ -456,21 +298,12 @@ def main(cfg: Config, log=print) -> dict:
     log(f"slates identical to an unbounded cache: {same.mean():.4f}; hit rate LRU "
         f"{metrics['cache_hit_rate']:.3f} vs FIFO {metrics['cache_hit_rate/fifo']:.3f}")
 
-    out_dir = Path(cfg.out)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with runs.staged_run_dir(cfg.out) as tmp:  # a temp folder renamed at the end: never half-written
         runs.write_json(tmp / "config.json", {"config": settings, "provenance": runs.provenance(),
                                               "load_average": os.getloadavg()})
         runs.write_json(tmp / "metrics.json", metrics)
         np.savez(tmp / "curves.npz", **curves)
         plot(metrics, curves, settings, tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return metrics
 
 
