@@ -227,7 +227,7 @@ def main(cfg: Config) -> dict:
     """Run the study and write the run folder; returns the metrics dict."""
     from tqdm import tqdm
 
-    from rec_jax.runs import provenance, write_json
+    from rec_jax.runs import write_config, write_json
 
     settings = resolve(cfg)
     out = Path(cfg.out)
@@ -259,8 +259,7 @@ def main(cfg: Config) -> dict:
                    + f"  ({r['seconds']:.1f}s)")
 
     with staged_run_dir(out) as tmp:
-        write_json(tmp / "config.json", {"config": settings, "provenance": provenance(),
-                                         "published_bts_from_random_all": PUBLISHED})
+        write_config(tmp, settings, published_bts_from_random_all=PUBLISHED)
         write_json(tmp / "metrics.json", metrics)
         plot(metrics, settings, tmp)
     return metrics

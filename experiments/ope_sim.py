@@ -206,7 +206,7 @@ def main(cfg: Config) -> dict:
     import jax
     from tqdm import tqdm
 
-    from rec_jax.runs import provenance, write_json
+    from rec_jax.runs import write_config, write_json
 
     settings = resolve(cfg)
     out = Path(cfg.out)
@@ -250,7 +250,7 @@ def main(cfg: Config) -> dict:
         tqdm.write(f"n={n:6d} " + "  ".join(line) + f"  ({time.perf_counter() - t0:.1f}s)")
 
     with staged_run_dir(out) as tmp:
-        write_json(tmp / "config.json", {"config": settings, "provenance": provenance(), "best_policy": best})
+        write_config(tmp, settings, best_policy=best)
         write_json(tmp / "metrics.json", metrics)
         plot(metrics, settings, tmp)
     return metrics
