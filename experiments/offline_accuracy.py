@@ -23,8 +23,9 @@ if __package__ in (None, ""):
 import numpy as np
 
 import rec_jax.cli
+from rec_jax.models.base import MODEL_NAMES
 
-SEQUENTIAL = ("sasrec", "bert4rec", "gru4rec")
+SEQUENTIAL = MODEL_NAMES  # every registered sequential model (each has ml100k-<name> and tiny-<name> presets)
 BASELINES = ("popularity", "mf")
 REPORTED = ("ndcg@10", "hr@10", "mrr@10", "ndcg@20", "hr@20")
 QUICK_EPOCHS = 8
@@ -125,7 +126,6 @@ def run(args: Config) -> dict:
 
     from rec_jax import runs
     from rec_jax.data import kfold_users, load
-    from rec_jax.train.config import get_preset
     from rec_jax.train.pipeline import prepare, prepare_fold
 
     base = sequential_config("sasrec", args, seeds[0])
