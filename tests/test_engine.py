@@ -76,6 +76,9 @@ def test_per_stream_state_and_logs_match_numpy_replay():
     np.testing.assert_allclose(m["regret"], means.max() - means[a], atol=1e-7)
     np.testing.assert_array_equal(m["reward"], r)
     assert log["features"].shape == (T, S, N, 0) and log["available"].all()
+    # Exact propensities, and the log says so (rec_jax.ope.validate_log reads it).
+    assert log["propensity_kind"].shape == (T, S)
+    assert not log["propensity_kind"].any() and not log["marginal_kind"].any()
     # Streams act from different states: their action distributions differ somewhere.
     assert not np.allclose(log["marginal"][-1, 0], log["marginal"][-1, 1])
 

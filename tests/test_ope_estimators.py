@@ -154,3 +154,22 @@ def test_missing_and_mismatched_columns():
         ope.validate_log(dict(log, action=log["action"] + 5), pi_e=log["pi_e"])
     with pytest.raises(ValueError, match="'q_hat' has shape"):
         ope.validate_log(log, pi_e=log["pi_e"], q_hat=log["q_hat"][:, :2])
+
+
+def test_floored_monte_carlo_propensities_are_refused_unless_allowed():
+    """Engine logs carry ActInfo.propensity_kind; Thompson-type (floored at 1/S) ones cap
+    IPW weights at S * pi_e, so validate_log refuses them in one line unless told."""
+    from rec_jax.policies.base import EXACT, MONTE_CARLO_FLOORED
+
+    log = _log(9, n=10)
+    kind = np.full(10, EXACT)
+    kind[4] = MONTE_CARLO_FLOORED
+    with pytest.raises(ValueError, match=r"'propensity_kind': 1 of 10 pscores are Monte Carlo .*allow_mc_floor=True"):
+        ope.validate_log(dict(log, propensity_kind=kind), pi_e=log["pi_e"])
+    with pytest.raises(ValueError, match="'pscore_kind'"):
+        ope.validate_log(dict(log, pscore_kind=kind), pi_e=log["pi_e"])
+    d = ope.validate_log(dict(log, propensity_kind=kind), pi_e=log["pi_e"], allow_mc_floor=True)
+    np.testing.assert_allclose(np.asarray(d.pscore), log["pscore"], rtol=1e-6)
+    ope.validate_log(dict(log, propensity_kind=np.full(10, EXACT)), pi_e=log["pi_e"])  # exact: accepted
+    with pytest.raises(ValueError, match="'propensity_kind' has length 9"):
+        ope.validate_log(dict(log, propensity_kind=kind[:9]), pi_e=log["pi_e"])

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from rec_jax.policies import policy_info, policy_names
+from rec_jax.policies.base import EXACT, MONTE_CARLO, MONTE_CARLO_FLOORED
 from test_policies_utils import (
     ALL_NAMES,
     N,
@@ -251,30 +252,87 @@ def test_propensities_match_frequencies(name, k):
     assert np.all((prop > 0) & (prop <= 1 + 1e-6))
     exact = not is_mc(name, k)
     assert np.all(b["num_mc_samples"] == (0 if exact else b["params"].num_mc_samples))
+    # ActInfo says which kind each number is: sampled top-K floors both at 1/S.
+    info = policy_info(name)
+    want_prop = MONTE_CARLO_FLOORED if info.propensities == "monte_carlo" else EXACT
+    want_marg = want_prop if k == 1 or info.marginals == info.propensities else MONTE_CARLO
+    assert np.all(b["propensity_kind"] == want_prop) and np.all(b["marginal_kind"] == want_marg)
+    if want_prop == MONTE_CARLO_FLOORED:
+        s = b["params"].num_mc_samples
+        chosen = marg[np.arange(NUM_KEYS)[:, None], np.arange(k), action]  # [keys, K]
+        assert np.all(prop >= 1.0 / s - 1e-6) and np.all(chosen >= 1.0 / s - 1e-6)
     if exact:  # deterministic given the state: every key reports the same marginals
         np.testing.assert_allclose(marg, np.broadcast_to(marg[0], marg.shape), atol=1e-6)
 
 
+def _sampled_topk_slot1_moments(c, p0, s):
+    """(mean, variance) of sampled_topk_slate's slot-1 propensity (1 + B) / (1 + Y):
+    Y ~ Bin(s - 1, p0) other draws share the slot-0 pick, B | Y ~ Bin(Y, c) of them
+    also the slot-1 pick (c the true conditional), summed over Y's pmf."""
+    from scipy.stats import binom
+
+    y = np.arange(s)
+    pmf = binom.pmf(y, s - 1, p0)
+    mean_y = c + (1 - c) / (1 + y)
+    second_y = c * (1 - c) * y / (1 + y) ** 2 + mean_y**2
+    mean = pmf @ mean_y
+    return mean, pmf @ second_y - mean**2
+
+
+def test_sampled_topk_bias_formula_of_the_docstring():
+    """E[1 / (1 + Y)] = (1 - (1 - P)^S) / (S P) for Y ~ Bin(S - 1, P): the bias factor
+    sampled_topk_slate's docstring states, against the pmf sum."""
+    for p0, s in [(0.05, 32), (0.3, 7), (0.9, 128)]:
+        mean, _ = _sampled_topk_slot1_moments(0.0, p0, s)  # c = 0: the mean is E[1 / (1 + Y)]
+        np.testing.assert_allclose(mean, (1 - (1 - p0) ** s) / (s * p0), rtol=1e-12)
+
+
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_slate_conditional_propensities_match_frequencies(name):
-    """P(slot 1 = j | slot 0 = i) empirically vs the reported conditional propensity."""
+    """P(slot 1 = j | slot 0 = i) empirically vs the reported conditional propensity.
+
+    Exact policies report c = P(slot 1 = j | slot 0 = i) itself. Sampled top-K
+    (Monte Carlo, the acting draw counted) reports (1 + B) / (1 + Y) with
+    Y ~ Bin(S - 1, P), P = P(slot 0 = i), and B | Y ~ Bin(Y, c), whose mean is
+    c + (1 - c) g with g = E[1 / (1 + Y)] = (1 - (1 - P)^S) / (S P) (the bias stated
+    in sampled_topk_slate's docstring): the test inverts that exactly, so no bias
+    allowance remains. Tolerance: 5 standard errors of the difference (the
+    frequency's binomial one, the reported mean's from the model variance of
+    :func:`_sampled_topk_slot1_moments`, g's from estimating P by the slot-0
+    frequency over NUM_KEYS keys): a normal tail of 6e-7
+    per comparison, about 3e-4 over the few hundred comparisons of the suite.
+    """
     b = behaviour(name)[3]
     action, prop = b["action"], b["propensity"]
+    mc = is_mc(name)
+    s = b["params"].num_mc_samples if mc else 0
     checked = 0
     for i in range(N):
         rows = action[:, 0] == i
-        if rows.sum() < 300:
+        n_i = rows.sum()
+        if n_i < 300:
             continue
-        extra = 2e-3
-        if is_mc(name):
-            # The ratio estimate counts the acting draw in numerator and denominator:
-            # its bias is at most 1 / (1 + (S - 1) P(slot 0 = i)).
-            extra += 1.0 / (1.0 + (b["params"].num_mc_samples - 1) * rows.mean())
+        p0 = n_i / NUM_KEYS
         for j in np.unique(action[rows, 1]):
             sel = rows & (action[:, 1] == j)
-            p_hat = sel.sum() / rows.sum()
-            p_rep = prop[sel, 1].mean()
-            assert abs(p_hat - p_rep) <= _binomial_tol(p_rep, rows.sum(), extra), (i, j, p_hat, p_rep)
+            p_hat = sel.sum() / n_i
+            rep = prop[sel, 1]
+            if mc:
+                g = (1.0 - (1.0 - p0) ** s) / (s * p0)
+                c = (rep.mean() - g) / (1.0 - g)
+                # Variance of the debiased mean: the reported values' model variance
+                # (at the frequency and at the estimate, the larger), over len(rep),
+                # plus g's through the slot-0 frequency p0.
+                var_rep = max(_sampled_topk_slot1_moments(np.clip(x, 0, 1), p0, s)[1] for x in (p_hat, c))
+                dg = (1.0 - (1.0 - p0) ** s) / (s * p0) * (-1.0 / p0) + (1.0 - p0) ** (s - 1) / p0
+                var_p0 = p0 * (1 - p0) / NUM_KEYS
+                var = var_rep / len(rep) / (1 - g) ** 2 + ((1 - rep.mean()) / (1 - g) ** 2 * dg) ** 2 * var_p0
+            else:  # exact: one number per prefix, up to float32 rounding
+                c, var = rep.mean(), 0.0
+                assert np.ptp(rep) <= 1e-5
+            c_ref = np.clip(c, 1.0 / n_i, 1.0 - 1.0 / n_i)
+            sd = np.sqrt(c_ref * (1 - c_ref) / n_i + var)
+            assert abs(p_hat - c) <= 5.0 * sd + 1e-4, (i, j, p_hat, c, sd)
             checked += 1
     assert checked > 0
 

@@ -167,6 +167,8 @@ def behaviour(name: str) -> dict:
             propensity=np.asarray(info.propensity, np.float64),
             marginal=np.asarray(info.marginal, np.float64),
             num_mc_samples=np.asarray(info.num_mc_samples),
+            propensity_kind=np.asarray(info.propensity_kind),
+            marginal_kind=np.asarray(info.marginal_kind),
             single=single,
         )
     return out

@@ -144,7 +144,8 @@ def make_run(
       propensity f32[T, S] (f32[T, S, K] for slates: conditional pick probabilities),
       and with ``config.log_tuples`` a nested ``log`` dict: action i32[T, S(, K)],
       propensity, marginal f32[T, S, K', N] (K' = 1 for single actions),
-      marginal_propensity f32[T, S, K] (each pick's marginal in its slot), reward, slot_rewards f32[T, S, K], num_mc_samples i32[T, S], and with
+      marginal_propensity f32[T, S, K] (each pick's marginal in its slot), reward, slot_rewards f32[T, S, K], num_mc_samples i32[T, S],
+      propensity_kind / marginal_kind i32[T, S] (``PROPENSITY_KINDS`` codes of rec_jax.policies.base), and with
       ``log_context="features"`` the context features f32[T, S, N, D] and
       available bool[T, S, N] seen when acting (``"history"``: the history
       int32[T, S, L] seen when acting); ``log_marginal=False`` drops ``marginal``.
@@ -227,6 +228,9 @@ def make_run(
                 # full marginals are not logged.
                 "marginal_propensity": _picked_marginals(info.marginal, action),
                 "num_mc_samples": info.num_mc_samples,
+                # i32[S]: rec_jax.policies.base.PROPENSITY_KINDS codes (exact, MC, MC floored at 1/num_mc_samples)
+                "propensity_kind": info.propensity_kind,
+                "marginal_kind": info.marginal_kind,
                 "reward": out.reward,
                 "slot_rewards": out.slot_rewards,
             }

@@ -2,7 +2,10 @@
 
 Bad logs get one ``ValueError`` line naming the field and what was expected, never
 NaN estimates: a propensity of 0 (an unlogged action), one above 1, a missing or
-non-finite column, or columns of different lengths.
+non-finite column, or columns of different lengths. Logs of the online engine carry
+``propensity_kind`` (rec_jax.policies.base.PROPENSITY_KINDS); Monte Carlo propensities
+floored at 1/num_mc_samples (Thompson-type policies) cap every IPW weight at
+num_mc_samples * pi_e, so they are refused unless ``allow_mc_floor=True``.
 """
 from __future__ import annotations
 
@@ -21,11 +24,15 @@ def _get(log: Any, name: str):
     return getattr(log, name, None)
 
 
-def validate_log(log: Any, pi_e: Any = None, q_hat: Any = None, num_actions: int | None = None) -> OPEData:
+def validate_log(log: Any, pi_e: Any = None, q_hat: Any = None, num_actions: int | None = None, *,
+                 allow_mc_floor: bool = False) -> OPEData:
     """Check a log (a mapping or an object with ``reward``, ``action``, ``pscore``) and build OPEData.
 
     pi_e: f[n, A] evaluation-policy probabilities per round; q_hat: f[n, A] or None
     (zeros: only IPW/SNIPW are then meaningful). ``num_actions`` defaults to pi_e's width.
+    An optional ``pscore_kind`` (or the engine's ``propensity_kind``) field, int[n] codes
+    of rec_jax.policies.base.PROPENSITY_KINDS, says what each pscore is; floored Monte
+    Carlo ones are a ValueError unless ``allow_mc_floor=True``.
     """
     cols = {}
     for name in REQUIRED:
@@ -50,6 +57,7 @@ def validate_log(log: Any, pi_e: Any = None, q_hat: Any = None, num_actions: int
     if np.any(bad):
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"log field 'pscore' row {i} is {float(pscore[i])}; expected a propensity in (0, 1]")
+    _check_kind(log, n, allow_mc_floor)
     if pi_e is None:
         raise ValueError("evaluation policy 'pi_e' is missing; expected f[n, A] action probabilities")
     pi_e = np.asarray(pi_e, np.float64)
@@ -79,3 +87,22 @@ def validate_log(log: Any, pi_e: Any = None, q_hat: Any = None, num_actions: int
         raise ValueError("'q_hat': expected finite reward-model predictions")
     return OPEData(reward=np.asarray(reward, np.float32), action=action.astype(np.int32),
                    pscore=pscore.astype(np.float32), pi_e=pi_e.astype(np.float32), q_hat=q_hat.astype(np.float32))
+
+
+def _check_kind(log: Any, n: int, allow_mc_floor: bool) -> None:
+    from rec_jax.policies.base import MONTE_CARLO_FLOORED, PROPENSITY_KINDS
+
+    name = "pscore_kind" if _get(log, "pscore_kind") is not None else "propensity_kind"
+    kind = _get(log, name)
+    if kind is None:
+        return
+    kind = np.asarray(kind).reshape(-1)
+    if len(kind) != n:
+        raise ValueError(f"log field '{name}' has length {len(kind)}, expected {n} (the length of 'reward')")
+    if np.any((kind < 0) | (kind >= len(PROPENSITY_KINDS))):
+        raise ValueError(f"log field '{name}': expected codes 0..{len(PROPENSITY_KINDS) - 1} of {PROPENSITY_KINDS}")
+    floored = int(np.sum(kind == MONTE_CARLO_FLOORED))
+    if floored and not allow_mc_floor:
+        raise ValueError(f"log field '{name}': {floored} of {n} pscores are Monte Carlo estimates floored at "
+                         f"1/num_mc_samples (IPW weights capped at num_mc_samples * pi_e); pass allow_mc_floor=True "
+                         f"to estimate with them anyway")

@@ -17,8 +17,12 @@ slot k; for K = 1 the full action distribution).
   over ``num_mc_samples`` simulated slates (``num_mc_samples`` is reported then).
 * :func:`sampled_topk_slate` -- Thompson-type: the top-K of one posterior draw.
   Marginals and propensities are Monte Carlo over ``num_mc_samples`` draws, the
-  first of which is the draw that chose the action (so no estimate is 0; the
-  propensity of the chosen action is biased up by at most 1/num_mc_samples).
+  first of which is the draw that chose the action, so no estimate is 0 and every
+  one is at least 1/num_mc_samples (ActInfo kind ``MONTE_CARLO_FLOORED``; the
+  biases, slot by slot, are stated in its docstring).
+
+``ActInfo.propensity_kind`` / ``marginal_kind`` say which of these each number is
+(:data:`rec_jax.policies.base.PROPENSITY_KINDS`).
 
 Availability: items with ``available = False`` are never chosen and get zero
 probability. If fewer than K items are available, the lowest-index unavailable
@@ -31,7 +35,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from rec_jax.policies.base import ActInfo
+from rec_jax.policies.base import EXACT, MONTE_CARLO, MONTE_CARLO_FLOORED, ActInfo
 
 # Finite stand-in for -inf / NaN values so ranking keys stay ordered.
 _LOWEST = -3.0e38
@@ -47,13 +51,15 @@ def effective_available(available: jax.Array, slate_size: int) -> jax.Array:
     return available | (~available & (unavailable_rank <= need))
 
 
-def _finish(picks, props, marginal, num_mc_samples, slate_size):
+def _finish(picks, props, marginal, num_mc_samples, slate_size, propensity_kind=EXACT, marginal_kind=EXACT):
     if slate_size == 1:
         picks, props = picks[0], props[0]
     info = ActInfo(
         propensity=props.astype(jnp.float32),
         marginal=marginal.astype(jnp.float32),
         num_mc_samples=jnp.asarray(num_mc_samples, jnp.int32),
+        propensity_kind=jnp.asarray(propensity_kind, jnp.int32),
+        marginal_kind=jnp.asarray(marginal_kind, jnp.int32),
     )
     return picks.astype(jnp.int32), info
 
@@ -236,7 +242,8 @@ def sequential_slate(key, probs_fn: Callable, available, slate_size, num_mc_samp
     mc_picks, _ = jax.vmap(sample)(gumbel[1:])
     marginal = jnp.mean(jax.nn.one_hot(mc_picks, n, dtype=jnp.float32), axis=0)
     marginal = marginal.at[0].set(first)
-    return _finish(picks, props, marginal, num_mc_samples, k_slots)
+    # Simulated slates independent of the acting one: unbiased, unfloored marginals.
+    return _finish(picks, props, marginal, num_mc_samples, k_slots, EXACT, MONTE_CARLO)
 
 
 # ----------------------------------------------------------------------------- Thompson-type
@@ -245,10 +252,30 @@ def sequential_slate(key, probs_fn: Callable, available, slate_size, num_mc_samp
 def sampled_topk_slate(key, sample_fn: Callable, available, slate_size, num_mc_samples):
     """Top-K of one draw of ``sample_fn(key, S) -> f32[S, N]``; Monte Carlo propensities.
 
-    ``num_mc_samples`` (static) draws are made; draw 0 picks the slate. The
+    ``num_mc_samples`` = S (static) draws are made; draw 0 picks the slate. The
     marginal of (slot k, item n) is the fraction of draws whose top-K puts n in
     slot k; the conditional propensity of slot k is (#draws whose top-(k+1) prefix
-    equals the slate's) / (#draws whose top-k prefix does).
+    equals the slate's) / (#draws whose top-k prefix does), so the product of the
+    first k+1 conditionals is the fraction of draws with the slate's top-(k+1)
+    prefix. Draw 0 is counted everywhere (kind ``MONTE_CARLO_FLOORED``): no
+    estimate is 0, every chosen one is at least 1/S, and IPW weights on them are
+    capped at S * pi_e.
+
+    Biases, for every slot (draws 1..S-1 are independent of draw 0; the identities
+    below are exact). Write P_k for the probability of the slate's top-(k+1)
+    prefix (P_{-1} = 1) and c_k = P_k / P_{k-1} for slot k's true conditional.
+
+    * Prefix probabilities (slot 0's propensity and slot-k marginals of the chosen
+      items included): the estimate is (1 + X) / S with X ~ Bin(S - 1, P), so its
+      bias is (1 - P) / S in [0, 1/S]; an item not chosen in slot k gets
+      X / S, bias -P / S. The inverse, what IPW divides by, has
+      E[S / (1 + X)] = (1 - (1 - P)^S) / P: IPW over a prefix is biased low by the
+      factor (1 - P)^S <= exp(-S P).
+    * Slot k's conditional propensity (1 + B) / (1 + Y), Y ~ Bin(S - 1, P_{k-1})
+      the other draws with the slate's top-k prefix and B | Y ~ Bin(Y, c_k):
+      bias (1 - c_k) E[1 / (1 + Y)] = (1 - c_k) (1 - (1 - P_{k-1})^S) / (S P_{k-1})
+      <= (1 - c_k) / (S P_{k-1}); its inverse has
+      E = (1 - (1 - c_k)(1 - P_k)^(S-1)) / c_k.
     """
     k_slots = slate_size
     mask = effective_available(available, k_slots)
@@ -261,4 +288,5 @@ def sampled_topk_slate(key, sample_fn: Callable, available, slate_size, num_mc_s
     prefix_match = jnp.cumprod(top == picks[None], axis=1)  # [S, K]
     matches = jnp.sum(prefix_match, axis=0).astype(jnp.float32)
     before = jnp.concatenate([jnp.full((1,), float(num_mc_samples)), matches[:-1]])
-    return _finish(picks, matches / before, marginal, num_mc_samples, k_slots)
+    return _finish(picks, matches / before, marginal, num_mc_samples, k_slots, MONTE_CARLO_FLOORED,
+                   MONTE_CARLO_FLOORED)

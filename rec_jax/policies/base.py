@@ -67,11 +67,28 @@ class ActInfo:
                 (the full action distribution).
     num_mc_samples: int32[], 0 where the propensities are exact, else the number of
                 Monte Carlo samples behind them (Thompson-type policies).
+    propensity_kind, marginal_kind: int32[], what ``propensity`` and ``marginal``
+                are, an index into :data:`PROPENSITY_KINDS`: ``EXACT``;
+                ``MONTE_CARLO`` (an unbiased estimate from simulated slates that
+                may be 0, e.g. a sampled slate's slots >= 1); ``MONTE_CARLO_FLOORED``
+                (an estimate that counts the draw that acted, so it is at least
+                1 / num_mc_samples and IPW weights built on it are capped at
+                num_mc_samples * pi_e; the biases are stated in
+                :func:`rec_jax.policies._slates.sampled_topk_slate`).
+                ``rec_jax.ope.validate_log`` refuses floored propensities unless
+                told ``allow_mc_floor=True``.
     """
 
     propensity: jax.Array
     marginal: jax.Array
     num_mc_samples: jax.Array
+    propensity_kind: jax.Array
+    marginal_kind: jax.Array
+
+
+# ActInfo.propensity_kind / marginal_kind codes (int32 so they vmap and log like the numbers).
+EXACT, MONTE_CARLO, MONTE_CARLO_FLOORED = 0, 1, 2
+PROPENSITY_KINDS = ("exact", "monte_carlo", "monte_carlo_floored")
 
 
 class Policy(NamedTuple):

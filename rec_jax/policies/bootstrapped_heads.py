@@ -23,7 +23,7 @@ from flax import struct
 from rec_jax.policies import _common, _ridge
 from rec_jax.policies._slates import sampled_topk_slate
 from rec_jax.policies.registry import PolicyInfo
-from rec_jax.policies.base import Policy, PolicySpec
+from rec_jax.policies.base import EXACT, Policy, PolicySpec
 
 NAME = "bootstrapped_heads"
 
@@ -88,7 +88,8 @@ def make_bootstrapped_heads(spec: PolicySpec, num_heads: int = 8) -> Policy:
             return jnp.roll(scores, -shift, axis=0)
 
         picks, info = sampled_topk_slate(key, heads_from_chosen, obs.available, k, m)
-        return picks, info.replace(num_mc_samples=jnp.zeros((), jnp.int32))
+        exact = jnp.asarray(EXACT, jnp.int32)  # a sum over all M heads, not a Monte Carlo estimate
+        return picks, info.replace(num_mc_samples=jnp.zeros((), jnp.int32), propensity_kind=exact, marginal_kind=exact)
 
     def update(key, state, obs, action, reward, params):
         items, rewards = _common.as_slots(action, reward, k)
