@@ -47,6 +47,33 @@ def _add_registry_line(init_file: Path, line: str) -> None:
     init_file.write_text(text[: head.end()] + line.rstrip() + "\n" + text[head.end() :])
 
 
+def _copy_env(tmp_path: Path, *extra_paths: Path) -> dict[str, str]:
+    """The environment of a subprocess that imports the package copy first."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               PYTHONPATH=os.pathsep.join([str(tmp_path / "pkg"), *map(str, extra_paths), str(ROOT)]))
+    # Share this suite's XLA compilation cache (conftest's default would be a cold one in tmp).
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / "jax_compilation_cache"))
+    return env
+
+
+def _bandits_study_selects(tmp_path: Path, policy: str, env_name: str) -> None:
+    """``experiments/bandits.py --policies POLICY --envs ENV`` accepts both names and builds
+    the env and the policy, against the package copy (no other file was changed)."""
+    script = (
+        "from experiments import bandits\n"
+        "from rec_jax.policies import PolicySpec, make_policy\n"
+        f"cfg = bandits.Config(policies={policy!r}, envs={env_name!r}, data='synthetic')\n"
+        "settings = bandits.resolve(cfg)\n"
+        f"assert settings['policies'] == [{policy!r}] and settings['envs'] == [{env_name!r}], settings\n"
+        f"sim, params = bandits.make_env({env_name!r}, cfg)\n"
+        f"make_policy({policy!r}, PolicySpec(num_items=sim.num_items, feature_dim=sim.feature_dim))\n"
+        "print('SELECTED')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], env=_copy_env(tmp_path), capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0 and "SELECTED" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
 def _run_pytest(tmp_path: Path, test_files: list[str], select: str, extra: dict[str, str]) -> str:
     """Run pytest on ``test_files`` (written into ``tmp_path/tests``) against the package
     copy, selecting tests whose id contains ``select``; returns pytest's output."""
@@ -56,9 +83,7 @@ def _run_pytest(tmp_path: Path, test_files: list[str], select: str, extra: dict[
         shutil.copy(TESTS / name, tests / name)
     for name, text in extra.items():
         (tests / name).write_text(text)
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join([str(tmp_path / "pkg"), str(tests)]))
-    # Share this suite's XLA compilation cache (conftest's default would be a cold one in tmp).
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / "jax_compilation_cache"))
+    env = _copy_env(tmp_path, tests)
     probe = subprocess.run([sys.executable, "-c", "import rec_jax; print(rec_jax.__file__)"],
                            env=env, capture_output=True, text=True, cwd=tmp_path)
     assert probe.stdout.strip().startswith(str(tmp_path)), probe.stdout + probe.stderr  # the copy, not the real one
@@ -106,6 +131,7 @@ def test_readme_policy_registered_by_one_line_passes_the_registry_wide_tests(tmp
     # params, spec checks, propensities (K = 1, 3), slot conditionals, availability (K = 1, 3),
     # jit == eager, update vs NumPy (K = 1, 3), merge, and the example's own test.
     assert passed >= 12, out[-2000:]
+    _bandits_study_selects(tmp_path, name, "bernoulli")
 
 
 def test_readme_simulator_registered_by_one_line_passes_its_test_and_the_registry_wide_tests(tmp_path):
@@ -124,3 +150,4 @@ def test_readme_simulator_registered_by_one_line_passes_its_test_and_the_registr
     passed = int(re.search(r"(\d+) passed", out).group(1))
     # test_sim_registry.py: defaults and shapes, bad params, slates (refused); and the example's own test.
     assert passed == 4, out[-2000:]
+    _bandits_study_selects(tmp_path, "ucb1", name)
