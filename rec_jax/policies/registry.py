@@ -15,9 +15,9 @@ a list of names. See docs/DESIGN.md, "How to add a policy".
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any, Callable, Literal
 
+from rec_jax.declarations import load_declaration
 from rec_jax.policies import _common
 from rec_jax.policies.base import Policy, PolicySpec
 
@@ -73,11 +73,7 @@ class PolicyInfo:
 
 def load(target: str) -> PolicyInfo:
     """Import ``"package.module:ATTRIBUTE"`` and return the PolicyInfo it names."""
-    module, _, attribute = target.partition(":")
-    info = getattr(importlib.import_module(module), attribute or "POLICY")
-    if not isinstance(info, PolicyInfo):
-        raise TypeError(f"{target} is a {type(info).__name__}, expected a rec_jax.policies.PolicyInfo")
-    return info
+    return load_declaration(target, PolicyInfo, "POLICY")
 
 
 def check_spec(info: PolicyInfo, name: str, spec: PolicySpec) -> None:

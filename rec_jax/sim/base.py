@@ -22,7 +22,6 @@ is a :class:`SimSpec` (or anything with ``num_items``, ``feature_dim`` and
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any, Callable, Literal, NamedTuple
 
 import jax
@@ -132,11 +131,9 @@ class SimulatorInfo:
 
 def load(target: str) -> SimulatorInfo:
     """Import ``"package.module:ATTRIBUTE"`` and return the SimulatorInfo it names."""
-    module, _, attribute = target.partition(":")
-    info = getattr(importlib.import_module(module), attribute or "SIMULATOR")
-    if not isinstance(info, SimulatorInfo):
-        raise TypeError(f"{target} is a {type(info).__name__}, expected a rec_jax.sim.SimulatorInfo")
-    return info
+    from rec_jax.declarations import load_declaration
+
+    return load_declaration(target, SimulatorInfo, "SIMULATOR")
 
 
 # ----------------------------------------------------------------------------- pieces the bandits share
