@@ -26,6 +26,7 @@ def tiny_model_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # trains a tiny SASRec on ML-100K, then the whole study (about a minute on 2 cores)
 def test_large_model_ee_tiny(tiny_model_dir, tmp_path):
     from experiments import large_model_ee
 
