@@ -56,7 +56,7 @@ def run(args: Config, changes: dict) -> dict:
     valid_eval = Evaluator(model, prepared.valid, config.eval_batch_size)
     result = fit(model, config, prepared.windows, valid_eval, progress=False, log=lambda *_: None)
     test_eval = Evaluator(model, prepared.test, config.eval_batch_size)
-    eval_s = test_eval.time_pass(result.best_params, repeats=5)
+    timing = test_eval.timings(result.best_params, repeats=5)  # encode_s, score_s, rank_s, eval_s
     epoch_s = float(np.median(result.history["epoch_s"][: result.epochs_run]))
     # rows trained per epoch: every window (and its targets) window_repeats times
     num_windows = int(prepared.windows.seq.shape[0]) * config.window_repeats
@@ -67,7 +67,7 @@ def run(args: Config, changes: dict) -> dict:
         "sequences_per_s": num_windows / epoch_s,
         "positions_per_s": num_positions / epoch_s,
         "epoch_s": epoch_s,
-        "eval_s": eval_s,
+        **timing,
         "compile_s": result.compile_s,
         "peak_rss_mb": peak_rss_mb(),
         "num_windows": num_windows,

@@ -49,6 +49,35 @@ def test_eval_arrays_against_python(seqs, stage, max_len):
         assert set(np.flatnonzero(ev.seen[u]).tolist()) == set(hist)
 
 
+@pytest.mark.parametrize("stage", ["valid", "test"])
+def test_seen_csr_equals_dense_reference(seqs, stage):
+    """The CSR seen lists against the old dense construction (a NumPy loop); rows, take and the lists."""
+    split = leave_one_out(seqs)
+    ev = eval_arrays(split, stage, 4)
+    held = 2 if stage == "valid" else 1
+    ref = np.zeros((seqs.num_users, seqs.num_items + 1), bool)
+    for u in range(seqs.num_users):
+        for item in seqs.seq(u)[:-held]:
+            ref[u, item] = True
+    ref[:, 0] = False
+    assert ev.seen_offsets.dtype == np.int64 and ev.seen_items.dtype == np.int32
+    assert ev.seen_offsets.shape == (seqs.num_users + 1,) and ev.num_items == seqs.num_items
+    for u in range(seqs.num_users):
+        row = ev.seen_items[ev.seen_offsets[u]:ev.seen_offsets[u + 1]]
+        np.testing.assert_array_equal(row, np.flatnonzero(ref[u]))  # unique, sorted, no 0
+    np.testing.assert_array_equal(ev.seen, ref)
+    rows = np.array([5, 0, 7, 7])
+    np.testing.assert_array_equal(ev.seen_mask(rows), ref[rows])
+    sub = ev.take(rows)
+    np.testing.assert_array_equal(sub.seen, ref[rows])
+    np.testing.assert_array_equal(sub.inputs, ev.inputs[rows])
+    np.testing.assert_array_equal(sub.targets, ev.targets[rows])
+    np.testing.assert_array_equal(ev.take(slice(0, 3)).seen, ref[:3])
+    lists = ev.seen_lists(rows)
+    for r, u in enumerate(rows):
+        assert set(lists[r][lists[r] > 0].tolist()) == set(np.flatnonzero(ref[u]).tolist())
+
+
 def test_eval_arrays_bad_stage(seqs):
     with pytest.raises(ValueError, match="stage"):
         eval_arrays(leave_one_out(seqs), "train", 5)

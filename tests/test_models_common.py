@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rec_jax.models import MODEL_CONFIGS, MODEL_NAMES, PAD_LOGIT, make_model, model_info
+from rec_jax.models import MODEL_CONFIGS, MODEL_NAMES, PAD_LOGIT, make_model, mask_pad_column, model_info
 from rec_jax.models import base
 
 N, L, D = 20, 8, 16
@@ -94,6 +94,23 @@ def test_tied_output_matches_numpy(built):
         assert full.shape == (N + 2, D)
     got = np.asarray(model.score(params, jnp.asarray(h)))
     np.testing.assert_allclose(got[..., 1:], expected[..., 1:], rtol=1e-5, atol=1e-5)
+
+
+def test_output_layer_chunks_equal_score(built):
+    """Chunked scoring (h @ table chunk.T + bias chunk, chunks of 6 over N+1 = 21 columns) = model.score."""
+    from rec_jax.train.evaluate import chunk_source
+
+    name, model, params, init, fwd = built
+    assert model.output_layer is not None, name
+    table, bias = model.output_layer(params)
+    assert table.shape == (N + 1, D) and (bias is None or bias.shape == (N + 1,))
+    u = fwd(params, jnp.asarray(SEQ), jax.random.key(0))["u"]
+    fn, chunks, num_chunks, chunk = chunk_source(model, params, u, N, 6)
+    assert (num_chunks, chunk) == (4, 6)
+    got = np.concatenate([np.asarray(fn(jax.tree.map(lambda x: x[i], chunks))) for i in range(num_chunks)], axis=1)
+    np.testing.assert_array_equal(got[:, N + 1:], 0.0)  # padding columns: zero rows of the table
+    got = np.asarray(mask_pad_column(jnp.asarray(got[:, : N + 1])))
+    np.testing.assert_allclose(got, np.asarray(model.score(params, u)), rtol=1e-5, atol=1e-5)
 
 
 def test_determinism_and_jit_equals_eager(built):

@@ -31,6 +31,7 @@ def test_preset_end_to_end(tmp_path, preset):
     assert on_disk == pytest.approx(metrics)
     for key in ("test/ndcg@10", "test/hr@10", "test/mrr@10", "test/ndcg@20", "test/hr@20", "valid/ndcg@10",
                 "best_epoch", "epochs_run", "train_epoch_s_median", "train_s_to_best", "compile_s", "eval_s",
+                "encode_s", "score_s", "rank_s",
                 "num_users", "num_items", "num_interactions", "test_masked/ndcg@10", "test_unmasked/ndcg@10"):
         assert key in metrics, key
     # test/* follows the run's switch (masking on by default); per_user.npz holds what the means came from

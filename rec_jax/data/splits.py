@@ -30,16 +30,97 @@ class LOOSplit:
 class EvalArrays:
     """Inputs for full-ranking evaluation of one stage.
 
-    inputs: i32[U, L]    history, LEFT-padded with 0; the most recent item is in column L-1
-    targets: i32[U]      the held-out item to rank
-    seen: bool[U, N+1]   True for every item anywhere in the user's input history (not only
-                         the last L); column 0 is False. Mask these before ranking. If the
-                         target itself occurs earlier in the history it is marked seen too.
+    inputs: i32[U, L]          history, LEFT-padded with 0; the most recent item is in column L-1
+    targets: i32[U]            the held-out item to rank
+    seen_offsets: i64[U+1]     CSR row offsets into ``seen_items``
+    seen_items: i32[nnz]       per user, every item anywhere in the input history (not only the
+                               last L), unique and sorted, never 0. Mask these before ranking. If
+                               the target itself occurs earlier in the history it is listed too.
+    num_items: int             N (item ids are 1..N)
+
+    No [U, N+1] array is held: :meth:`seen_mask` builds the dense mask of some rows, and
+    :attr:`seen` that of every row (only for small catalogues: U x (N+1) bytes).
     """
 
     inputs: np.ndarray
     targets: np.ndarray
-    seen: np.ndarray
+    seen_offsets: np.ndarray
+    seen_items: np.ndarray
+    num_items: int
+
+    @property
+    def num_users(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def seen_counts(self, rows=None) -> np.ndarray:
+        """i64[R]: how many distinct items each row (all rows if None) has seen."""
+        counts = np.diff(self.seen_offsets)
+        return counts if rows is None else counts[np.asarray(rows)]
+
+    def seen_lists(self, rows=None, width: int | None = None) -> np.ndarray:
+        """i32[R, width] each row's seen items, right-padded with 0 (width: the rows' max count
+        if None; a smaller width raises)."""
+        rows = np.arange(self.num_users) if rows is None else np.asarray(rows)
+        starts = self.seen_offsets[rows]
+        counts = self.seen_offsets[rows + 1] - starts
+        need = int(counts.max()) if len(counts) else 0
+        width = need if width is None else int(width)
+        if width < need:
+            raise ValueError(f"seen_lists: width={width} < the longest seen list ({need})")
+        out = np.zeros((len(rows), width), np.int32)
+        flat, row_of, col = _ranges(starts, counts)
+        out[row_of, col] = self.seen_items[flat]
+        return out
+
+    def seen_mask(self, rows=None) -> np.ndarray:
+        """bool[R, N+1] dense seen mask of ``rows`` (all rows if None); column 0 is False."""
+        rows = np.arange(self.num_users) if rows is None else np.asarray(rows)
+        starts = self.seen_offsets[rows]
+        counts = self.seen_offsets[rows + 1] - starts
+        out = np.zeros((len(rows), self.num_items + 1), bool)
+        flat, row_of, _ = _ranges(starts, counts)
+        out[row_of, self.seen_items[flat]] = True
+        return out
+
+    @property
+    def seen(self) -> np.ndarray:
+        """bool[U, N+1] dense seen mask of every user: ONLY for small catalogues (U x (N+1)
+        bytes, 3.7 GB at ML-20M's shape); large consumers use ``seen_lists``/``seen_mask(rows)``."""
+        return self.seen_mask()
+
+    def take(self, rows) -> "EvalArrays":
+        """The same arrays restricted to ``rows`` (indices or a slice), in that order."""
+        rows = np.arange(self.num_users)[rows] if isinstance(rows, slice) else np.asarray(rows)
+        starts = self.seen_offsets[rows]
+        counts = self.seen_offsets[rows + 1] - starts
+        flat, _, _ = _ranges(starts, counts)
+        offsets = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return EvalArrays(inputs=self.inputs[rows], targets=self.targets[rows], seen_offsets=offsets,
+                          seen_items=self.seen_items[flat], num_items=self.num_items)
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray):
+    """Flattened ``[starts[r], starts[r] + counts[r])`` ranges: (positions, row of each, column in row)."""
+    counts = np.asarray(counts, np.int64)
+    total = int(counts.sum())
+    row_of = np.repeat(np.arange(len(counts)), counts)
+    begin = np.cumsum(counts) - counts  # where each row starts in the flat output
+    col = np.arange(total, dtype=np.int64) - begin[row_of]
+    return np.asarray(starts, np.int64)[row_of] + col, row_of, col
+
+
+def seen_csr(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int):
+    """CSR of the distinct nonzero (user, item) pairs: (offsets i64[U+1], items i32[nnz]), each
+    row sorted. Built from one sort of the pairs, never a [U, N+1] array."""
+    users = np.asarray(users, np.int64)
+    items = np.asarray(items, np.int64)
+    keep = items > 0
+    keys = np.unique(users[keep] * (num_items + 1) + items[keep])
+    row = keys // (num_items + 1)
+    offsets = np.zeros(num_users + 1, np.int64)
+    np.cumsum(np.bincount(row, minlength=num_users), out=offsets[1:])
+    return offsets, (keys % (num_items + 1)).astype(np.int32)
 
 
 def leave_one_out(seqs: SequenceData) -> LOOSplit:
@@ -83,13 +164,12 @@ def eval_arrays(split: LOOSplit, stage: str, max_len: int) -> EvalArrays:
     pos = ends[:, None] - max_len + np.arange(max_len)[None, :]
     real = pos >= starts[:, None]
     inputs = np.where(real, full.items[np.where(real, pos, 0)], 0).astype(np.int32)
-    seen = np.zeros((full.num_users, full.num_items + 1), bool)
     hist = np.ones(len(full.items), bool)
     hist[full.offsets[1:, None] - np.arange(1, held + 1)[None, :]] = False
-    seen[full.user_of_position[hist], full.items[hist]] = True
-    seen[:, 0] = False
+    offsets, items = seen_csr(full.user_of_position[hist], full.items[hist], full.num_users, full.num_items)
     targets = split.valid_target if stage == "valid" else split.test_target
-    return EvalArrays(inputs=inputs, targets=targets.astype(np.int32), seen=seen)
+    return EvalArrays(inputs=inputs, targets=targets.astype(np.int32), seen_offsets=offsets,
+                      seen_items=items, num_items=int(full.num_items))
 
 
 def kfold_users(num_users: int, k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -9,6 +9,7 @@ its factory ``make_<name>(config)`` (or :func:`make_model`):
     score(params, h)                              -> f32[..., N+1]
     item_embeddings(params)                       -> f32[N+1, D]
     training_batch(key, seq_window, target_mask)  -> (inputs, targets, loss_mask)
+    output_layer(params)  (optional)              -> (table f32[N+1, D], bias f32[N+1] | None)
 
 Conventions shared by every model:
 
@@ -53,6 +54,10 @@ class SequentialModel(NamedTuple):
     score: Callable[..., jax.Array]  # (params, h f32[..., D]) -> f32[..., N+1]
     item_embeddings: Callable[..., jax.Array]  # (params) -> f32[N+1, D]
     training_batch: Callable[..., tuple]  # (key, window, target_mask) -> (inputs, targets, loss_mask)
+    # (params) -> (table f32[N+1, D], bias f32[N+1] or None) with
+    # score(params, h) == mask_pad_column(h @ table.T (+ bias)); lets evaluation score item chunks.
+    # None: the model only scores through ``score`` (evaluation then slices full logits).
+    output_layer: Callable[..., tuple] | None = None
 
 
 def mask_pad_column(logits: jax.Array) -> jax.Array:

@@ -202,6 +202,7 @@ def make_bert4rec(config: BERT4RecConfig) -> SequentialModel:
     return SequentialModel(
         name="bert4rec", config=config, init=init, hidden=hidden, encode=encode,
         score=score, item_embeddings=item_embeddings, training_batch=training_batch,
+        output_layer=lambda params: (item_embeddings(params), params["output_bias"]),
     )
 
 

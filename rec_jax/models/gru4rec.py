@@ -140,6 +140,7 @@ def make_gru4rec(config: GRU4RecConfig) -> SequentialModel:
         name="gru4rec", config=config, init=init, hidden=hidden, encode=encode,
         score=score, item_embeddings=item_embeddings,
         training_batch=next_item_training_batch,
+        output_layer=lambda params: (item_embeddings(params)[: config.num_items + 1], None),
     )
 
 

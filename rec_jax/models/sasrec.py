@@ -106,6 +106,7 @@ def make_sasrec(config: SASRecConfig) -> SequentialModel:
         name="sasrec", config=config, init=init, hidden=hidden, encode=encode,
         score=score, item_embeddings=item_embeddings,
         training_batch=next_item_training_batch,
+        output_layer=lambda params: (item_embeddings(params)[: config.num_items + 1], None),
     )
 
 

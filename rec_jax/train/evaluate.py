@@ -4,6 +4,11 @@ Every user's target is ranked against ALL items (no sampled negatives). Both
 conventions are computed in the same pass: ``masked`` excludes the items already
 in the user's input history (the target itself is never excluded), ``unmasked``
 only excludes the padding id (RecBole's convention).
+
+:func:`rank_metrics` ranks dense logits ``[B, N+1]``; :class:`Evaluator` ranks over
+item chunks of C columns (:func:`chunked_rank`), so its memory is O(users per batch x
+C), never [users, items]: the scores ``h @ table.T (+ bias)`` of one chunk, the chunk's
+seen mask scattered from the batch's seen lists, counts and a running top-k.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ def rank_metrics(logits: jax.Array, targets: jax.Array, seen: jax.Array) -> dict
 
 
 def make_eval_fn(model) -> Callable:
-    """Returns jitted ``eval_batch(params, inputs, targets, seen)`` -> per-example metrics.
+    """Returns jitted ``eval_batch(params, inputs, targets, seen)`` -> per-example metrics (dense).
 
     inputs: int32[B, L] left-padded histories; targets: int32[B]; seen: bool[B, N+1].
     returns {"masked/ndcg@10": f32[B], "unmasked/ndcg@10": f32[B], ...}.
@@ -47,58 +52,270 @@ def make_eval_fn(model) -> Callable:
     return eval_batch
 
 
-def _padded_batches(arrays, batch_size):
-    """Split host arrays into equal batches of ``batch_size`` rows (last one padded)."""
-    inputs, targets, seen = arrays
+# --------------------------------------------------------------------------- chunked ranking
+
+
+def chunked_rank(chunk_scores: Callable, chunks, num_chunks: int, chunk: int, num_cols: int,
+                 targets: jax.Array, seen_lists: jax.Array, ks=DEFAULT_KS, top_k: int = 0):
+    """Both conventions' per-example metrics (as :func:`rank_metrics`) over item chunks.
+
+    chunk_scores(chunks[i]) -> f32[B, C]: the scores of columns i*C .. i*C+C-1 (``chunks``: a pytree
+    with leading axis ``num_chunks``); columns >= ``num_cols`` (= N+1) are padding, never counted.
+    targets: int32[B]; seen_lists: int32[B, S] each row's seen items, padded with 0.
+    top_k > 0: also the running top-``top_k`` of the MASKED scores (the list a user is shown).
+
+    The target's score is taken from the same chunk scores: with several chunks a first scan
+    extracts it from its chunk, then a counting scan recomputes the chunks with identical shapes
+    (bit-identical values); one chunk is a single pass. Ranks follow :func:`target_rank`: strictly
+    higher + ties with another item, NaN competitors above, a NaN target last.
+    Returns (metrics {"masked/ndcg@10": f32[B], ...}, (top scores f32[B, k], top items i32[B, k]) or None).
+    """
+    batch = targets.shape[0]
+    cols = jnp.arange(chunk)
+    starts = jnp.arange(num_chunks) * chunk
+    rows = jnp.arange(batch)[:, None]
+
+    def target_score(lg, g):
+        # where+sum, not a gather, so XLA keeps the chunk's matmul as it is in the counting pass
+        return jnp.sum(jnp.where(g[None, :] == targets[:, None], lg, 0.0), axis=1)
+
+    def count(carry, lg, start, ts):
+        g = start + cols  # [C] global item ids
+        valid = (g < num_cols)[None, :]
+        unmasked = jnp.where(g[None, :] == 0, -jnp.inf, lg)
+        local = seen_lists - start
+        idx = jnp.where((local >= 0) & (local < chunk), local, chunk)  # out of chunk: dropped
+        seen = jnp.zeros((batch, chunk), bool).at[rows, idx].set(True, mode="drop")
+        masked = jnp.where(seen & (g[None, :] != targets[:, None]), -jnp.inf, unmasked)
+        counts, top = carry
+        new = []
+        for (higher, ties), lg_c in zip(counts, (masked, unmasked)):
+            higher = higher + jnp.sum(valid & ((lg_c > ts[:, None]) | jnp.isnan(lg_c)), axis=1)
+            ties = ties + jnp.sum(valid & (lg_c == ts[:, None]), axis=1)
+            new.append((higher, ties))
+        if top_k:
+            top_v, top_i = top
+            cand_v = jnp.concatenate([top_v, jnp.where(valid, masked, -jnp.inf)], axis=1)
+            cand_i = jnp.concatenate([top_i, jnp.broadcast_to(g, (batch, chunk)).astype(jnp.int32)], axis=1)
+            top_v, pos = jax.lax.top_k(cand_v, top_k)
+            top = (top_v, jnp.take_along_axis(cand_i, pos, axis=1))
+        return tuple(new), top
+
+    zero = jnp.zeros((batch,), jnp.int32)
+    init = (((zero, zero), (zero, zero)),
+            (jnp.full((batch, top_k), -jnp.inf), jnp.zeros((batch, top_k), jnp.int32)) if top_k else None)
+    if num_chunks == 1:
+        lg = chunk_scores(jax.tree.map(lambda x: x[0], chunks))
+        ts = target_score(lg, cols)
+        (counts, top) = count(init, lg, 0, ts)
+    else:
+        def extract(ts, xs):
+            x, start = xs
+            return ts + target_score(chunk_scores(x), start + cols), None
+
+        ts, _ = jax.lax.scan(extract, jnp.zeros((batch,), jnp.float32), (chunks, starts))
+
+        def body(carry, xs):
+            x, start = xs
+            return count(carry, chunk_scores(x), start, ts), None
+
+        (counts, top), _ = jax.lax.scan(body, init, (chunks, starts))
+    out = {}
+    for name, (higher, ties) in zip(("masked", "unmasked"), counts):
+        rank = jnp.where(jnp.isnan(ts), num_cols - 1, higher + ties - 1).astype(jnp.int32)
+        for key, value in metrics_from_rank(rank, ks).items():
+            out[f"{name}/{key}"] = value
+    return out, top
+
+
+def _chunk_plan(num_cols: int, chunk_size: int) -> tuple[int, int]:
+    chunk = max(1, min(int(chunk_size), num_cols))
+    return -(-num_cols // chunk), chunk
+
+
+def _split_chunks(x: jax.Array, num_chunks: int, chunk: int, axis: int = 0):
+    """Pads ``axis`` of x (length N+1) with zeros to num_chunks*chunk and splits it into a leading chunk axis."""
+    pad = num_chunks * chunk - x.shape[axis]
+    if pad:
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (0, pad)
+        x = jnp.pad(x, widths)
+    x = x.reshape(x.shape[:axis] + (num_chunks, chunk) + x.shape[axis + 1:])
+    return jnp.moveaxis(x, axis, 0)
+
+
+def chunk_source(model, params, h: jax.Array, num_items: int, chunk_size: int):
+    """(chunk_scores, chunks, num_chunks, chunk) for :func:`chunked_rank` of users ``h: f32[B, D]``.
+
+    With ``model.output_layer`` each chunk is ``h @ table_chunk.T (+ bias_chunk)``; a model without
+    one (output_layer None or missing) is scored whole by ``model.score`` and the logits sliced.
+    """
+    num_chunks, chunk = _chunk_plan(num_items + 1, chunk_size)
+    output_layer = getattr(model, "output_layer", None)
+    if output_layer is None:
+        logits = model.score(params, h)[:, : num_items + 1]
+        return (lambda x: x), _split_chunks(logits, num_chunks, chunk, axis=1), num_chunks, chunk
+    table, bias = output_layer(params)
+    table = table[: num_items + 1]
+    bias = jnp.zeros((num_items + 1,), table.dtype) if bias is None else bias[: num_items + 1]
+
+    def chunk_scores(x):
+        table_c, bias_c = x
+        return jnp.einsum("bd,cd->bc", h, table_c) + bias_c
+
+    return chunk_scores, (_split_chunks(table, num_chunks, chunk), _split_chunks(bias, num_chunks, chunk)), \
+        num_chunks, chunk
+
+
+def make_rank_fn(model, num_items: int, chunk_size: int = 8192, ks=DEFAULT_KS, top_k: int = 0) -> Callable:
+    """``rank(params, h f32[B, D], targets i32[B], seen_lists i32[B, S]) -> (metrics, top or None)``
+    (not jitted: jit or vmap it), ranking over chunks of ``chunk_size`` items."""
+
+    def rank(params, h, targets, seen_lists):
+        fn, chunks, num_chunks, chunk = chunk_source(model, params, h, num_items, chunk_size)
+        return chunked_rank(fn, chunks, num_chunks, chunk, num_items + 1, targets, seen_lists, ks, top_k)
+
+    return rank
+
+
+def host_arrays(eval_arrays):
+    """(inputs i32[U, L], targets i32[U], seen_offsets i64[U+1], seen_items i32[nnz], num_items) of an
+    :class:`~rec_jax.data.splits.EvalArrays`, or of anything with ``inputs``, ``targets`` and a dense
+    ``seen: bool[U, N+1]``."""
+    inputs = np.asarray(eval_arrays.inputs, np.int32)
+    targets = np.asarray(eval_arrays.targets, np.int32)
+    if hasattr(eval_arrays, "seen_offsets"):
+        return (inputs, targets, np.asarray(eval_arrays.seen_offsets, np.int64),
+                np.asarray(eval_arrays.seen_items, np.int32), int(eval_arrays.num_items))
+    seen = np.asarray(eval_arrays.seen, bool).copy()
+    seen[:, 0] = False
+    users, items = np.nonzero(seen)
+    offsets = np.zeros(seen.shape[0] + 1, np.int64)
+    np.cumsum(np.bincount(users, minlength=seen.shape[0]), out=offsets[1:])
+    return inputs, targets, offsets, items.astype(np.int32), seen.shape[1] - 1
+
+
+def _bucket(n: int) -> int:
+    """Seen-list width for a batch whose longest list is n: a power of two >= max(n, 8) (few compiles)."""
+    return max(8, 1 << max(0, int(n) - 1).bit_length())
+
+
+def rank_batches(inputs, targets, offsets, items, batch_size: int):
+    """Host batches of ``batch_size`` users (last one padded): [(inputs, targets, seen_lists i32[B, S_b])].
+
+    S_b is a power of two >= the batch's longest seen list; a padded row targets item 1 with an empty
+    history and no seen items (its metrics are dropped)."""
     num = inputs.shape[0]
     num_batches = -(-num // batch_size)
-    pad = num_batches * batch_size - num
-    if pad:
-        inputs = np.concatenate([inputs, np.zeros((pad,) + inputs.shape[1:], inputs.dtype)])
-        # a padded row targets item 1 with an empty history; its metrics are dropped below
-        targets = np.concatenate([targets, np.ones((pad,), targets.dtype)])
-        seen = np.concatenate([seen, np.zeros((pad,) + seen.shape[1:], seen.dtype)])
-    return [
-        (inputs[i : i + batch_size], targets[i : i + batch_size], seen[i : i + batch_size])
-        for i in range(0, num_batches * batch_size, batch_size)
-    ], num
+    counts = np.diff(offsets)
+    out = []
+    for b in range(num_batches):
+        lo, hi = b * batch_size, min(num, (b + 1) * batch_size)
+        width = _bucket(counts[lo:hi].max(initial=0))
+        seen = np.zeros((batch_size, width), np.int32)
+        row_of = np.repeat(np.arange(hi - lo), counts[lo:hi])
+        begin = np.cumsum(counts[lo:hi]) - counts[lo:hi]
+        flat = np.arange(offsets[lo], offsets[hi])
+        seen[row_of, flat - offsets[lo] - begin[row_of]] = items[flat]
+        x = np.zeros((batch_size,) + inputs.shape[1:], np.int32)
+        x[: hi - lo] = inputs[lo:hi]
+        t = np.ones((batch_size,), np.int32)
+        t[: hi - lo] = targets[lo:hi]
+        out.append((x, t, seen))
+    return out
 
 
 class Evaluator:
-    """Evaluates one set of users (e.g. all test users) with a fixed batch size.
+    """Evaluates one set of users (e.g. all test users), ranking over item chunks.
 
-    The arrays are moved to the device once; each call is one jitted pass per batch.
+    batch_size: users per ranking batch; chunk_size: items per chunk (the default 8192 makes
+    ML-100K's 1,350 items one chunk); encode_batch_size: users per encoder call (independent of
+    the ranking batch; on CPU small batches encode much faster: 128 vs 512 measured).
+    Memory O(batch_size x chunk_size): no [users, items] array is built. The arrays are moved to
+    the device once; a pass encodes every user, then ranks each batch in one jitted call.
     """
 
-    def __init__(self, model, eval_arrays, batch_size: int = 1024):
-        batch_size = min(batch_size, int(eval_arrays.inputs.shape[0]))
-        batches, self.num_users = _padded_batches(
-            (
-                np.asarray(eval_arrays.inputs, np.int32),
-                np.asarray(eval_arrays.targets, np.int32),
-                np.asarray(eval_arrays.seen, bool),
-            ),
-            batch_size,
-        )
-        self.batches = [jax.device_put(b) for b in batches]
-        self.eval_batch = make_eval_fn(model)
+    def __init__(self, model, eval_arrays, batch_size: int = 1024, *, chunk_size: int = 8192,
+                 encode_batch_size: int = 128, ks=DEFAULT_KS):
+        inputs, targets, offsets, items, num_items = host_arrays(eval_arrays)
+        self.num_users = num = int(inputs.shape[0])
+        self.num_items = num_items
+        self.top_k = max(ks)
+        enc = max(1, min(int(encode_batch_size), num))
+        enc_pad = -(-num // enc) * enc - num
+        padded = np.concatenate([inputs, np.zeros((enc_pad,) + inputs.shape[1:], np.int32)])
+        self.encode_batches = [jax.device_put(padded[i : i + enc]) for i in range(0, len(padded), enc)]
+        self.batch_size = max(1, min(int(batch_size), num))
+        self.batches = [jax.device_put((t, s)) for _, t, s in
+                        rank_batches(inputs, targets, offsets, items, self.batch_size)]
+        self.encode_fn = jax.jit(model.encode)
+        rank = make_rank_fn(model, num_items, chunk_size, ks, self.top_k)
+        self.rank_fn = jax.jit(rank)
+
+        def score_only(params, h):
+            fn, chunks, num_chunks, _ = chunk_source(model, params, h, num_items, chunk_size)
+            return jax.lax.scan(lambda acc, x: (acc + jnp.sum(jnp.max(fn(x), axis=1)), None),
+                                jnp.zeros((), jnp.float32), chunks)[0]
+
+        self.score_fn = jax.jit(score_only)
+
+    def encode(self, params) -> list[jax.Array]:
+        """The users' states cut into the ranking batches: [f32[batch_size, D]] (padded rows zero)."""
+        h = jnp.concatenate([self.encode_fn(params, x) for x in self.encode_batches])[: self.num_users]
+        rows = len(self.batches) * self.batch_size
+        h = jnp.pad(h, ((0, rows - self.num_users), (0, 0)))
+        return [h[i : i + self.batch_size] for i in range(0, rows, self.batch_size)]
+
+    def _rank(self, params, hs):
+        return [self.rank_fn(params, h, t, s) for h, (t, s) in zip(hs, self.batches)]
 
     def per_user(self, params) -> dict[str, np.ndarray]:
         """Per-user metrics, {"masked/ndcg@10": f32[U], ...}."""
-        parts = [self.eval_batch(params, *batch) for batch in self.batches]
-        out = {k: np.concatenate([np.asarray(p[k]) for p in parts])[: self.num_users] for k in parts[0]}
-        return out
+        parts = [m for m, _ in self._rank(params, self.encode(params))]
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts])[: self.num_users] for k in parts[0]}
+
+    def top_items(self, params) -> tuple[np.ndarray, np.ndarray]:
+        """The masked top-k lists (k = max of the reported Ks): (scores f32[U, k], items i32[U, k])."""
+        tops = [top for _, top in self._rank(params, self.encode(params))]
+        return tuple(np.concatenate([np.asarray(t[i]) for t in tops])[: self.num_users] for i in (0, 1))
 
     def __call__(self, params) -> dict[str, float]:
         """Mean metrics over users, {"masked/ndcg@10": float, ...}."""
         return {k: float(np.mean(v)) for k, v in self.per_user(params).items()}
 
     def time_pass(self, params, repeats: int = 5) -> float:
-        """Median wall time in seconds of a warm full-ranking pass over all users."""
-        jax.block_until_ready(self.eval_batch(params, *self.batches[0]))  # compile / warm up
+        """Median wall time in seconds of a warm full-ranking pass over all users (encode + rank)."""
+        jax.block_until_ready(self._rank(params, self.encode(params)))  # compile / warm up
         times = []
         for _ in range(max(3, repeats)):
             start = time.perf_counter()
-            jax.block_until_ready([self.eval_batch(params, *b) for b in self.batches])
+            jax.block_until_ready(self._rank(params, self.encode(params)))
             times.append(time.perf_counter() - start)
         return float(np.median(times))
+
+    def timings(self, params, repeats: int = 5) -> dict[str, float]:
+        """Medians over ``max(3, repeats)`` warm passes, in seconds:
+
+        encode_s: encoding every user (batches of ``encode_batch_size``);
+        score_s: a scoring-only pass over all chunks (each chunk's scores reduced to a scalar, so XLA
+                 cannot skip it): the matmul floor of ranking;
+        rank_s: the ranking pass (scores, masks, counts, running top-k) given the encoded users;
+        eval_s = encode_s + rank_s.
+        """
+        hs = jax.block_until_ready(self.encode(params))  # compile / warm up
+        jax.block_until_ready(self._rank(params, hs))
+        jax.block_until_ready([self.score_fn(params, h) for h in hs])
+        times = {"encode_s": [], "score_s": [], "rank_s": []}
+        for _ in range(max(3, repeats)):
+            start = time.perf_counter()
+            hs = jax.block_until_ready(self.encode(params))
+            times["encode_s"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            jax.block_until_ready([self.score_fn(params, h) for h in hs])
+            times["score_s"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            jax.block_until_ready(self._rank(params, hs))
+            times["rank_s"].append(time.perf_counter() - start)
+        out = {k: float(np.median(v)) for k, v in times.items()}
+        out["eval_s"] = out["encode_s"] + out["rank_s"]
+        return out

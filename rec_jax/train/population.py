@@ -35,7 +35,7 @@ from flax import struct
 from rec_jax.models.dropout import Dropout
 from rec_jax.models.transformer import SelfAttention
 from rec_jax.train.config import TrainConfig, windows_per_batch
-from rec_jax.train.evaluate import Evaluator, rank_metrics
+from rec_jax.train.evaluate import host_arrays, make_rank_fn, rank_batches
 from rec_jax.train.trainer import TrainState, epoch_batches, loss_capacity, make_loss_fn
 
 # The fields a population may vary; every other TrainConfig field must agree across members.
@@ -204,29 +204,34 @@ def make_population_epoch(model, config: TrainConfig, num_windows: int, batch_si
 class PopulationEvaluator:
     """Full-ranking NDCG@10 of every member in one vmapped pass per user batch.
 
-    Uses the batches of a :class:`~rec_jax.train.evaluate.Evaluator` over the same users.
+    Ranks over item chunks as :class:`~rec_jax.train.evaluate.Evaluator` does (same batches of users).
     """
 
     KEYS = ("masked/ndcg@10", "unmasked/ndcg@10")
 
-    def __init__(self, model, eval_arrays, batch_size: int = 256, *, like: PopulationEvaluator | None = None):
+    def __init__(self, model, eval_arrays, batch_size: int = 256, *, like: PopulationEvaluator | None = None,
+                 chunk_size: int = 8192):
         """``like``: an evaluator of the same model whose jitted pass is reused (no new compile when the
         batches have the same shapes, e.g. the test users of a leave-one-out split after the valid ones)."""
-        self.single = Evaluator(model, eval_arrays, batch_size)
+        inputs, targets, offsets, items, num_items = host_arrays(eval_arrays)
+        self.num_users = int(inputs.shape[0])
+        batch_size = max(1, min(int(batch_size), self.num_users))
+        self.batches = [jax.device_put(b) for b in rank_batches(inputs, targets, offsets, items, batch_size)]
         if like is not None:
             self.eval_batch = like.eval_batch
             return
+        rank = make_rank_fn(model, num_items, chunk_size)
 
-        def one(params, inputs, targets, seen):
-            out = rank_metrics(model.score(params, model.encode(params, inputs)), targets, seen)
+        def one(params, inputs, targets, seen_lists):
+            out, _ = rank(params, model.encode(params, inputs), targets, seen_lists)
             return {k: out[k] for k in self.KEYS}  # the rest is dead code XLA drops
 
         self.eval_batch = jax.jit(jax.vmap(one, in_axes=(0, None, None, None)))
 
     def __call__(self, stacked_params) -> dict[str, np.ndarray]:
         """Mean over users per member, {"masked/ndcg@10": f64[P], "unmasked/ndcg@10": f64[P]}."""
-        parts = [self.eval_batch(stacked_params, *b) for b in self.single.batches]
-        n = self.single.num_users
+        parts = [self.eval_batch(stacked_params, *b) for b in self.batches]
+        n = self.num_users
         return {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=1)[:, :n].mean(axis=1) for k in self.KEYS}
 
 

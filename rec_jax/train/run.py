@@ -33,8 +33,12 @@ def peak_rss_mb() -> float:
 
 
 def summarize(config: TrainConfig, prepared: PreparedData, result: FitResult,
-              test_per_user: dict[str, np.ndarray], eval_s: float, seed: int = 0) -> dict[str, Any]:
-    """The flat metrics.json dict of one run (docs/DESIGN.md key conventions)."""
+              test_per_user: dict[str, np.ndarray], eval_s: float | dict[str, float],
+              seed: int = 0) -> dict[str, Any]:
+    """The flat metrics.json dict of one run (docs/DESIGN.md key conventions).
+
+    eval_s: the test pass's seconds, or ``Evaluator.timings``' dict (encode_s, score_s, rank_s, eval_s)."""
+    timing = dict(eval_s) if isinstance(eval_s, dict) else {"eval_s": float(eval_s)}
     chosen = "masked" if config.mask_history else "unmasked"
     metrics: dict[str, Any] = {}
     for convention in ("masked", "unmasked"):
@@ -57,7 +61,7 @@ def summarize(config: TrainConfig, prepared: PreparedData, result: FitResult,
         "train_epoch_s_median": float(np.median(epoch_s)),
         "train_s_to_best": float(np.sum(history["epoch_s"][: best + 1])),
         "compile_s": float(result.compile_s),
-        "eval_s": float(eval_s),
+        **{k: float(v) for k, v in timing.items()},
         "peak_rss_mb": peak_rss_mb(),
         "num_windows": int(prepared.windows.seq.shape[0]),
         "windows_per_batch": int(result.windows_per_batch),
@@ -117,8 +121,8 @@ def train_and_evaluate(config: TrainConfig, out_dir: str | Path, *, resume: bool
                      resume=resume, progress=progress, log=log, on_epoch=on_epoch if write else None)
         test_eval = Evaluator(model, prepared.test, config.eval_batch_size)
         test_per_user = test_eval.per_user(result.best_params)
-        eval_s = test_eval.time_pass(result.best_params)
-        metrics = summarize(config, prepared, result, test_per_user, eval_s, seed=config.seed)
+        timing = test_eval.timings(result.best_params)  # encode_s, score_s, rank_s, eval_s
+        metrics = summarize(config, prepared, result, test_per_user, timing, seed=config.seed)
         if write:  # the best-validation params' test metrics, one step after the last epoch
             events.scalars(result.epochs_run, {k: v for k, v in metrics.items() if k.startswith("test")})
     if write:
