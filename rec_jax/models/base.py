@@ -31,7 +31,6 @@ Conventions shared by every model:
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -135,11 +134,9 @@ def model_info(name: str) -> ModelInfo:
     """The :class:`ModelInfo` model ``name`` declares; ValueError listing the known names."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; known models: {sorted(_REGISTRY)}")
-    module, _, attribute = _REGISTRY[name].partition(":")
-    info = getattr(importlib.import_module(module), attribute)
-    if not isinstance(info, ModelInfo):
-        raise TypeError(f"{_REGISTRY[name]} is a {type(info).__name__}, expected a ModelInfo")
-    return info
+    from rec_jax.declarations import load_declaration
+
+    return load_declaration(_REGISTRY[name], ModelInfo, "MODEL")
 
 
 def make_model(name: str, config) -> SequentialModel:
