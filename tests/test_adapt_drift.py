@@ -118,3 +118,34 @@ def test_bad_params_are_one_line_errors():
         PageHinkleyParams(direction="sideways").validate()
     with pytest.raises(ValueError, match="threshold_for_rate"):
         threshold_for_rate(1.5, 100, 0.1)
+
+
+def test_drift_reset_feeds_the_detector_the_slate_mean_reward():
+    """A K = 3 slate's rewards: the detector sees their mean (in [0, 1], the range its
+    threshold is set for), not their sum (in [0, 3], three times the increments);
+    alarms equal the NumPy Page-Hinkley on the per-step means."""
+    from rec_jax.adapt.drift_reset import DriftResetParams, make_drift_reset
+    from rec_jax.policies import make_policy
+    from rec_jax.policies.base import Observation, PolicySpec
+    from rec_jax.policies.epsilon_greedy import EpsilonGreedyParams
+
+    k, horizon, delta = 3, 300, 0.05
+    spec = PolicySpec(num_items=5, slate_size=k)
+    base, _ = make_policy("epsilon_greedy", spec)
+    policy = make_drift_reset(base, spec, "epsilon")
+    threshold = threshold_for_rate(0.1, horizon, delta)  # for values in [0, 1]
+    params = DriftResetParams(base=EpsilonGreedyParams(epsilon=0.1),
+                              detector=PageHinkleyParams(delta=delta, threshold=threshold, min_samples=5))
+    obs = Observation(features=jnp.zeros((5, 0)), available=jnp.ones(5, bool), scores=jnp.zeros(5))
+    rng = np.random.default_rng(3)
+    means = np.where(np.arange(horizon) < horizon // 2, 0.8, 0.3)[:, None]
+    rewards = (rng.random((horizon, k)) < means).astype(np.float32)  # a fall at T / 2
+    ref = _numpy_page_hinkley(rewards.mean(1).astype(np.float64), delta, threshold, 5)
+
+    def body(state, r):
+        new = policy.update(jax.random.key(0), state, obs, jnp.arange(k, dtype=jnp.int32), r, params)
+        return new, new.alarms
+
+    alarms = jax.jit(lambda s: jax.lax.scan(body, s, jnp.asarray(rewards))[1])(policy.init(jax.random.key(0), spec))
+    assert ref[horizon // 2:].any()  # the reference sees the fall
+    np.testing.assert_array_equal(np.diff(np.asarray(alarms), prepend=0), ref.astype(np.int32))

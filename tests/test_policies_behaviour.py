@@ -88,22 +88,27 @@ def test_update_matches_numpy(name, k):
     elif family == "step_count":
         assert int(st) == num_steps  # learns nothing but the step count
     elif family == "ridge_prior":
-        # Bayesian linear regression with prior N(c 1, I): residuals against c 1 . x.
-        gram, bvec, a_inv = np_ridge(x, r - params.prior_mean * x.sum(1))
+        # Bayesian linear regression with prior N(c 1, I/reg): raw sums in the state,
+        # posterior mean A^-1 (reg c 1 + X^T r) formed when acting.
+        gram, bvec, a_inv = np_ridge(x, r)
         np.testing.assert_allclose(st.gram, gram, rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(st.b, bvec, rtol=1e-5, atol=1e-4)
         assert rel_frobenius(st.a_inv, a_inv) < 1e-4
+        from rec_jax.policies.neural_linear import posterior_mean
+
+        mu = a_inv @ (params.reg * params.prior_mean * np.ones(x.shape[1]) + bvec)
+        np.testing.assert_allclose(posterior_mean(st, params.prior_mean), mu, rtol=1e-4, atol=1e-4)
     else:
         assert family == "heads", family
-        for m, (gram, bvec, a_inv) in enumerate(_np_heads(b)):
+        for m, (gram, bvec, a_inv, _) in enumerate(_np_heads(b)):
             np.testing.assert_allclose(st.ridge.gram[m], gram, rtol=1e-5, atol=1e-4)
             np.testing.assert_allclose(st.ridge.b[m], bvec, rtol=1e-5, atol=1e-4)
             assert rel_frobenius(st.ridge.a_inv[m], a_inv) < 1e-4
 
 
 def _np_heads(b):
-    """Per head m: weighted ridge (gram, b, A^-1) with the Poisson(1) bootstrap weights
-    redrawn from the keys ``replay`` used, residuals against head m's prior mean."""
+    """Per head m: weighted ridge (gram, raw b, A^-1, posterior mean) with the Poisson(1)
+    bootstrap weights redrawn from the keys ``replay`` used, prior mean c 1 + sigma z_m."""
     params, st = b["params"], b["state"]
     x, r, _ = np_slot_contexts(b["features"], b["actions"], b["rewards"])
     z = np.asarray(st.z, np.float64)
@@ -115,10 +120,10 @@ def _np_heads(b):
     heads = []
     for j in range(m):
         prior = params.prior_mean + params.prior_scale * z[j]
-        res = r - x @ prior
         gram = (x * w[j][:, None]).T @ x
-        bvec = (x * w[j][:, None]).T @ res
-        heads.append((gram, bvec, np.linalg.inv(gram + np.eye(x.shape[1]))))
+        bvec = (x * w[j][:, None]).T @ r
+        a_inv = np.linalg.inv(gram + np.eye(x.shape[1]))
+        heads.append((gram, bvec, a_inv, a_inv @ (prior + bvec)))  # A^-1 (reg p + b), reg = 1
     return heads
 
 
@@ -182,11 +187,10 @@ def _np_expected_distribution(name, b, rng):
         s = feats @ mu + params.alpha * np.sqrt(np.einsum("ni,ij,nj->n", feats, a_inv, feats))
         return tie_uniform_onehot(s, avail)
     if name == "bootstrapped_heads":
-        z = np.asarray(b["state"].z, np.float64)
+        heads = _np_heads(b)
         dist = np.zeros(N)
-        for j, (_, bvec, a_inv) in enumerate(_np_heads(b)):
-            mu = params.prior_mean + params.prior_scale * z[j] + a_inv @ bvec
-            dist += tie_uniform_onehot(feats @ mu, avail) / len(z)
+        for _, _, _, mu in heads:
+            dist += tie_uniform_onehot(feats @ mu, avail) / len(heads)
         return dist
     # Thompson-type: NumPy Monte Carlo from the posterior NumPy computes.
     draws = 200_000

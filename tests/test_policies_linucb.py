@@ -15,7 +15,10 @@ from test_policies_utils import (
     names_of_family,
     state_family,
     fixed_obs,
+    numpy_history,
     rel_frobenius,
+    replay,
+    update_key,
 )
 
 # One xdist worker runs every test that reads the shared per-policy jit (behaviour()).
@@ -75,6 +78,62 @@ def test_new_reg_takes_effect_at_next_update():
     assert float(st.reg) == 2.5
 
 
+@pytest.mark.parametrize("name", ["neural_linear_ucb", "bootstrapped_heads"])
+def test_prior_mean_changed_mid_history_gives_the_new_posterior(name):
+    """PBT / a meta-bandit may change prior_mean between updates: after 10 updates
+    under c = 0.05 and 10 under c = 0.4, the posterior mean must be the one NumPy
+    computes from scratch for the whole history under c = 0.4 (reg = 2 throughout):
+    mu = A^-1 (reg p + sum w r x), A = reg I + sum w x x^T, p the prior mean
+    (c 1 + sigma z_m for head m, w its Poisson bootstrap weights; w = 1 otherwise)."""
+    spec = PolicySpec(num_items=N, feature_dim=4)
+    policy, params = make_policy(name, spec)
+    params = params.replace(reg=2.0)
+    features, actions, rewards = numpy_history(11, 20, 1)
+    state = policy.init(jax.random.key(1), spec)
+    for half, c in ((slice(0, 10), 0.05), (slice(10, 20), 0.4)):
+        state = replay(policy, params.replace(prior_mean=c), spec, state, features[half], actions[half], rewards[half])
+    params = params.replace(prior_mean=0.4)
+    x = np.asarray(features, np.float64)[np.arange(20), actions]  # [T, D]
+    r = np.asarray(rewards, np.float64)
+    if name == "neural_linear_ucb":
+        from rec_jax.policies.neural_linear import posterior_mean
+
+        got, priors, w = np.asarray(posterior_mean(state, 0.4))[None], np.full((1, 4), 0.4), np.ones((1, 20))
+    else:
+        from rec_jax.policies.bootstrapped_heads import head_means
+
+        got = np.asarray(head_means(state, params))
+        priors = 0.4 + params.prior_scale * np.asarray(state.z, np.float64)
+        # replay's update keys restart at t = 0 for the second half
+        w = np.concatenate([np.asarray(jax.random.poisson(update_key(t % 10), 1.0, (len(priors), 1)), np.float64)
+                            for t in range(20)], axis=1)  # [M, T]
+    for m, prior in enumerate(priors):
+        a = (x * w[m][:, None]).T @ x + 2.0 * np.eye(4)
+        mu = np.linalg.solve(a, 2.0 * prior + (x * w[m][:, None]).T @ r)
+        np.testing.assert_allclose(got[m], mu, rtol=1e-4, atol=1e-5)
+
+
+def test_first_act_honours_params_reg():
+    """Before any update NeuralLinear-UCB scores c 1 . x + alpha sqrt(x^T x / reg) (the
+    prior N(c 1, I / reg)); init cannot see params, so act must use params.reg. The
+    features make the ranking depend on reg: item 0 wins for reg = 1, item 1 for 100."""
+    spec = PolicySpec(num_items=3, feature_dim=2)
+    policy, params = make_policy("neural_linear_ucb", spec)
+    feats = np.array([[3.0, -3.0], [2.0, 2.0], [0.1, 0.1]])
+    obs = Observation(features=jnp.asarray(feats, jnp.float32), available=jnp.ones(3, bool), scores=jnp.zeros(3))
+
+    def numpy_scores(reg):
+        return params.prior_mean * feats.sum(1) + params.alpha * np.sqrt((feats**2).sum(1) / reg)
+
+    assert np.argmax(numpy_scores(1.0)) == 0 and np.argmax(numpy_scores(100.0)) == 1
+    for reg in (1.0, 100.0):
+        _, info = policy.act(jax.random.key(0), policy.init(None, spec), obs, params.replace(reg=reg))
+        np.testing.assert_array_equal(np.asarray(info.marginal[0]), np.eye(3)[np.argmax(numpy_scores(reg))])
+    acting = _ridge.acting_state(_ridge.init_ridge(2), 4.0)
+    np.testing.assert_allclose(acting.a_inv, np.eye(2) / 4.0)
+    assert float(acting.reg) == 4.0
+
+
 # ----------------------------------------------------------------------------- merge
 
 
@@ -120,19 +179,17 @@ def test_shared_merge_equals_s_times_the_stats(name):
         np.testing.assert_array_equal(np.asarray(merged.counts) - np.asarray(state.counts), np.isin(np.arange(N), a) * s)
     elif family == "step_count":
         assert int(merged) == int(state) + s
-    elif family == "ridge_prior":
-        res = r - params.prior_mean * x.sum(1)
+    elif family == "ridge_prior":  # raw sums: the prior mean enters when acting
         gram = np.asarray(state.gram, np.float64) + s * x.T @ x
-        bvec = np.asarray(state.b, np.float64) + s * x.T @ res
+        bvec = np.asarray(state.b, np.float64) + s * x.T @ r
         np.testing.assert_allclose(merged.gram, gram, rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(merged.b, bvec, rtol=1e-5, atol=1e-4)
         assert rel_frobenius(merged.a_inv, np.linalg.inv(gram + np.eye(x.shape[1]))) < 1e-5
     elif family == "heads":
         w = np.asarray(jax.random.poisson(jax.random.key(5), 1.0, (state.z.shape[0], 3)), np.float64)
         for m in range(state.z.shape[0]):
-            res = r - x @ (params.prior_mean + params.prior_scale * np.asarray(state.z[m], np.float64))
             gram = np.asarray(state.ridge.gram[m], np.float64) + s * (x * w[m][:, None]).T @ x
-            bvec = np.asarray(state.ridge.b[m], np.float64) + s * (x * w[m][:, None]).T @ res
+            bvec = np.asarray(state.ridge.b[m], np.float64) + s * (x * w[m][:, None]).T @ r  # raw weighted sums
             np.testing.assert_allclose(merged.ridge.gram[m], gram, rtol=1e-5, atol=1e-4)
             np.testing.assert_allclose(merged.ridge.b[m], bvec, rtol=1e-5, atol=1e-4)
             assert rel_frobenius(merged.ridge.a_inv[m], np.linalg.inv(gram + np.eye(x.shape[1]))) < 1e-5

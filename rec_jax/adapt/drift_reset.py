@@ -3,9 +3,12 @@
     policy = make_drift_reset(base_policy, spec, field="epsilon")
     params = DriftResetParams(base=EpsilonGreedyParams(epsilon=0.03), detector=PageHinkleyParams(...))
 
-Per stream: every ``update`` feeds the step's reward (summed over a slate) to a
-Page-Hinkley detector (:mod:`rec_jax.adapt.page_hinkley`). On an alarm the world
-has changed, so the wrapper
+Per stream: every ``update`` feeds the step's reward to a Page-Hinkley detector
+(:mod:`rec_jax.adapt.page_hinkley`); for a slate the MEAN of its per-slot rewards,
+so the detector sees values in the per-slot reward range (in [0, 1] for clicks, the
+range ``threshold_for_rate``'s default sigma2 = 1/4 assumes) whatever the slate
+size, and ``delta`` is a change of the per-slot mean. On an alarm the world has
+changed, so the wrapper
 
 * forgets: the base policy's state is re-initialised (``reset`` > 0.5), so stale
   statistics from before the change stop steering it ("shortens memory");
@@ -72,7 +75,8 @@ def make_drift_reset(base: Policy, spec: PolicySpec, field: str) -> Policy:
     def update(key, state, obs, action, reward, params):
         update_key, init_key = jax.random.split(key)
         base_state = base.update(update_key, state.base, obs, action, reward, effective(state, params))
-        detector, alarm = page_hinkley_step(state.detector, jnp.sum(reward), params.detector)
+        # The slate's mean per-slot reward: the range the detector's threshold is set for.
+        detector, alarm = page_hinkley_step(state.detector, jnp.mean(reward), params.detector)
         forget = alarm & (params.reset > 0.5)
         fresh = base.init(init_key, spec)
         base_state = jax.tree.map(lambda f, b: jnp.where(forget, f, b), fresh, base_state)

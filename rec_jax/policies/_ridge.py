@@ -5,8 +5,9 @@ State keeps the sufficient statistics ``gram = sum x x^T`` and ``b = sum r x``
 Sherman-Morrison rank-one updates and recomputed from ``gram`` by Cholesky every
 ``refactor_every`` rank-one updates (float32 drift control), and whenever the
 regulariser in params differs from the one the inverse was built with. A new
-``reg`` (or the first one, init assumes reg = 1) therefore takes effect at the
-next update; act uses the inverse as stored.
+``reg`` therefore takes effect at the next update. ``init`` cannot see params (it
+builds reg = 1), so before the first update act uses (reg I)^{-1} with the params'
+``reg`` (:func:`acting_state`): the first act honours ``params.reg`` too.
 
 Under ``vmap`` (the engine's per-stream mode) the refactor predicate is batched,
 which would turn a plain ``lax.cond`` into a select running the Cholesky for every
@@ -47,6 +48,17 @@ def init_ridge(feature_dim: int, reg: float = 1.0) -> RidgeState:
         reg=jnp.asarray(reg, jnp.float32),
         num_updates=jnp.zeros((), jnp.int32),
     )
+
+
+def acting_state(state: RidgeState, reg) -> RidgeState:
+    """The state ``act`` reads: before any update (num_updates == 0, gram = 0) the
+    inverse and regulariser of ``reg`` (the params'), else ``state`` as kept. Leaves
+    may carry leading axes (an ensemble of heads)."""
+    reg = clip_reg(reg)
+    fresh = state.num_updates == 0
+    d = state.gram.shape[-1]
+    a_inv = jnp.where(fresh[..., None, None], jnp.eye(d, dtype=jnp.float32) / reg, state.a_inv)
+    return state.replace(a_inv=a_inv, reg=jnp.where(fresh, reg, state.reg))
 
 
 def clip_reg(reg) -> jax.Array:
@@ -190,10 +202,13 @@ def ridge_policy(spec, act):
         del key
         return init_ridge(spec.feature_dim)
 
+    def act_(key, state, obs, params):
+        return act(key, acting_state(state, params.reg), obs, params)
+
     def update(key, state, obs, action, reward, params):
         del key
         items, rewards = _common.as_slots(action, reward, k)
         xs = obs.features.astype(jnp.float32)[items]
         return ridge_update(state, xs, rewards, params.reg, params.refactor_every)
 
-    return Policy(init=init, act=act, update=update, merge=ridge_merge)
+    return Policy(init=init, act=act_, update=update, merge=ridge_merge)

@@ -5,7 +5,10 @@ features ``obs.features`` f32[N, D] (``x_n = h * e_n``), M ridge heads, head m w
 prior mean ``c 1 + sigma_p z_m`` (z_m ~ N(0, I) drawn once at init: the randomized
 prior that makes the heads disagree before any data) and every observation entering
 head m with a bootstrap weight w_m ~ Poisson(1) (weighted rank-one update with
-sqrt(w) x and sqrt(w) r). To act, pick a head uniformly at random and show its
+sqrt(w) x and sqrt(w) r). Each head keeps the raw weighted sums G_m = sum w x x^T and
+b_m = sum w r x; its posterior mean p_m + A_m^{-1} (b_m - G_m p_m) (p_m the prior
+mean) is formed when acting, so ``prior_mean`` / ``prior_scale`` changed mid-run
+give the exact posterior under the new prior. To act, pick a head uniformly at random and show its
 top-K. The propensities are EXACT, not Monte Carlo: the probability of a slate
 prefix is the fraction of the M heads whose top-K starts with it (all M heads are
 scored; ties between items are broken by index, so each head's top-K is
@@ -30,9 +33,9 @@ NAME = "bootstrapped_heads"
 
 @struct.dataclass
 class BootstrappedHeadsParams:
-    prior_mean: float = 0.05  # c: shared prior mean c * 1 of every head (ranks like the model), >= 0
+    prior_mean: float = 0.05  # c: shared prior mean c * 1 of every head (ranks like the model), >= 0; any time
     prior_scale: float = 0.05  # sigma_p: spread of the randomized prior means around c * 1, >= 0
-    reg: float = 1.0  # prior precision lambda > 0 (takes effect at the next update)
+    reg: float = 1.0  # prior precision lambda > 0 (from the first act; a change takes effect at the next update)
     refactor_every: int = 100  # recompute each A_m^{-1} by Cholesky every this many rank-one updates
 
     def validate(self, spec: PolicySpec | None = None) -> None:
@@ -57,9 +60,11 @@ def validate_params(params: BootstrappedHeadsParams, spec: PolicySpec | None = N
 
 
 def head_means(state: HeadsState, params) -> jax.Array:
-    """f32[M, D] posterior mean of every head."""
+    """f32[M, D] posterior mean p_m + A_m^{-1} (b_m - G_m p_m) of every head (raw sums G_m, b_m)."""
     prior = jnp.asarray(params.prior_mean, jnp.float32) + jnp.asarray(params.prior_scale, jnp.float32) * state.z
-    return prior + jnp.einsum("mij,mj->mi", state.ridge.a_inv, state.ridge.b)
+    ridge = _ridge.acting_state(state.ridge, params.reg)
+    residual = ridge.b - jnp.einsum("mij,mj->mi", ridge.gram, prior)
+    return prior + jnp.einsum("mij,mj->mi", ridge.a_inv, residual)
 
 
 def make_bootstrapped_heads(spec: PolicySpec, num_heads: int = 8) -> Policy:
@@ -96,14 +101,12 @@ def make_bootstrapped_heads(spec: PolicySpec, num_heads: int = 8) -> Policy:
         xs = obs.features.astype(jnp.float32)[items]  # [K, D]
         m = state.z.shape[0]
         weights = jax.random.poisson(key, 1.0, (m, xs.shape[0])).astype(jnp.float32)  # [M, K]
-        prior = jnp.asarray(params.prior_mean, jnp.float32) + jnp.asarray(params.prior_scale, jnp.float32) * state.z
-        residual = rewards[None, :] - prior @ xs.T  # [M, K]
         root = jnp.sqrt(weights)
 
-        def one_head(ridge, w_root, res):
-            return _ridge.ridge_update(ridge, w_root[:, None] * xs, w_root * res, params.reg, params.refactor_every)
+        def one_head(ridge, w_root):
+            return _ridge.ridge_update(ridge, w_root[:, None] * xs, w_root * rewards, params.reg, params.refactor_every)
 
-        return state.replace(ridge=jax.vmap(one_head)(state.ridge, root, residual))
+        return state.replace(ridge=jax.vmap(one_head)(state.ridge, root))
 
     def merge(state, new_states):
         def fold(old, new):

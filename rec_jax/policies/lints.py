@@ -26,7 +26,7 @@ NAME = "lints"
 @struct.dataclass
 class LinTSParams:
     scale: float = 0.5  # posterior scale v: theta ~ N(mu, v^2 A^-1), >= 0
-    reg: float = 1.0  # ridge regulariser lambda > 0 (takes effect at the next update)
+    reg: float = 1.0  # ridge regulariser lambda > 0 (from the first act; a change takes effect at the next update)
     refactor_every: int = 100  # recompute A^{-1} by Cholesky every this many rank-one updates
     num_mc_samples: int = struct.field(pytree_node=False, default=128)  # posterior draws per act
 

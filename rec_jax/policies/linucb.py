@@ -25,7 +25,7 @@ NAME = "linucb"
 @struct.dataclass
 class LinUCBParams:
     alpha: float = 1.0  # width of the confidence bonus, >= 0
-    reg: float = 1.0  # ridge regulariser lambda > 0 (takes effect at the next update)
+    reg: float = 1.0  # ridge regulariser lambda > 0 (from the first act; a change takes effect at the next update)
     refactor_every: int = 100  # recompute A^{-1} by Cholesky every this many rank-one updates
 
     def validate(self, spec: PolicySpec | None = None) -> None:

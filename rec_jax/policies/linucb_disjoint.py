@@ -3,7 +3,8 @@
 score_n = x_n^T theta_n + alpha * sqrt(x_n^T A_n^{-1} x_n), A_n = reg I + sum of
 x x^T over the times item n was shown, theta_n = A_n^{-1} b_n. Each A_n^{-1} is
 kept by Sherman-Morrison and re-factorised by Cholesky every ``refactor_every``
-updates of that item (and for all items when ``reg`` changes; init assumes reg = 1).
+updates of that item (and for all items when ``reg`` changes; init builds reg = 1,
+so before the first update act uses (reg I)^{-1} of the params' ``reg``).
 Slates take the top-K scores; exact ties broken uniformly at random (exact
 propensities, num_mc_samples = 0). Shared-mode ``merge`` sums the deltas of every
 A_n, b_n and count and recomputes the inverses.
@@ -25,7 +26,7 @@ NAME = "linucb_disjoint"
 @struct.dataclass
 class LinUCBDisjointParams:
     alpha: float = 1.0  # width of the confidence bonus, >= 0
-    reg: float = 1.0  # ridge regulariser lambda > 0 (takes effect at the next update)
+    reg: float = 1.0  # ridge regulariser lambda > 0 (from the first act; a change takes effect at the next update)
     refactor_every: int = 100  # recompute A_n^{-1} by Cholesky every this many updates of item n
 
     def validate(self, spec: PolicySpec | None = None) -> None:
@@ -70,9 +71,12 @@ def make_linucb_disjoint(spec: PolicySpec) -> Policy:
 
     def act(key, state, obs, params):
         x = obs.features.astype(jnp.float32)
-        theta = jnp.einsum("nij,nj->ni", state.a_inv, state.b)
+        # Before any update (init cannot see params) the inverses are (reg I)^-1 of params.reg.
+        fresh = jnp.sum(state.counts) == 0
+        a_inv = jnp.where(fresh, jnp.eye(x.shape[-1], dtype=jnp.float32) / _ridge.clip_reg(params.reg), state.a_inv)
+        theta = jnp.einsum("nij,nj->ni", a_inv, state.b)
         mean = jnp.sum(x * theta, axis=-1)
-        var = jnp.maximum(jnp.einsum("ni,nij,nj->n", x, state.a_inv, x), 0.0)
+        var = jnp.maximum(jnp.einsum("ni,nij,nj->n", x, a_inv, x), 0.0)
         scores = mean + jnp.maximum(jnp.asarray(params.alpha, jnp.float32), 0.0) * jnp.sqrt(var)
         return epsilon_ranked_slate(key, scores, obs.available, 0.0, k)
 

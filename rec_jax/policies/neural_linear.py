@@ -7,10 +7,12 @@ with the Gaussian prior ``theta ~ N(c 1, reg^-1 I)``: ``c 1 . x_n = c h . e_n`` 
 ``c`` times the model's own score, so before any feedback the head ranks exactly like
 the offline model and exploration happens *around* it. With noise variance 1:
 
-    A = reg I + sum x x^T,   mu = c 1 + A^{-1} sum (r - c 1 . x) x
+    A = reg I + sum x x^T,   mu = A^{-1} (reg c 1 + sum r x) = c 1 + A^{-1} (b - G c 1)
 
-(residual rewards against the prior mean, so the ridge state of
-:mod:`rec_jax.policies._ridge` is reused as is). Two acting rules:
+with the ridge state of :mod:`rec_jax.policies._ridge` holding the raw sums
+G = sum x x^T and b = sum r x: the prior mean enters only when the posterior is
+formed, so a ``prior_mean`` changed mid-run (PBT, a meta-bandit) gives the exact
+posterior under the new prior. Two acting rules:
 
 * ``neural_linear_ts``: theta ~ N(mu, scale^2 A^-1); recommend the top-K of x . theta
   (Monte Carlo propensities from ``num_mc_samples`` draws, as LinTS);
@@ -34,10 +36,10 @@ from rec_jax.policies.base import Policy, PolicySpec
 
 @struct.dataclass
 class NeuralLinearParams:
-    prior_mean: float = 0.05  # c: prior mean of theta is c * 1 (ranks like the model's score), >= 0
+    prior_mean: float = 0.05  # c: prior mean of theta is c * 1 (ranks like the model's score), >= 0; any time
     scale: float = 0.5  # TS: posterior scale v, theta ~ N(mu, v^2 A^-1), >= 0
     alpha: float = 0.5  # UCB: width of the confidence bonus, >= 0
-    reg: float = 1.0  # prior precision lambda > 0 (takes effect at the next update)
+    reg: float = 1.0  # prior precision lambda > 0 (from the first act; a change takes effect at the next update)
     refactor_every: int = 100  # recompute A^{-1} by Cholesky every this many rank-one updates
     num_mc_samples: int = struct.field(pytree_node=False, default=64)  # TS: posterior draws per act
 
@@ -56,8 +58,9 @@ def validate_params(params: NeuralLinearParams, spec: PolicySpec | None = None) 
 
 
 def posterior_mean(state: _ridge.RidgeState, prior_mean) -> jax.Array:
-    """f32[D] mu = c 1 + A^{-1} b (b holds the residual rewards against the prior mean)."""
-    return jnp.asarray(prior_mean, jnp.float32) + _ridge.ridge_theta(state)
+    """f32[D] mu = c 1 + A^{-1} (b - G c 1) = A^{-1} (reg c 1 + b), from the raw sums G, b."""
+    prior = jnp.broadcast_to(jnp.asarray(prior_mean, jnp.float32), state.b.shape)
+    return prior + state.a_inv @ (state.b - state.gram @ prior)
 
 
 def _make(spec: PolicySpec, rule: str) -> Policy:
@@ -70,6 +73,7 @@ def _make(spec: PolicySpec, rule: str) -> Policy:
 
     def act(key, state, obs, params):
         x = obs.features.astype(jnp.float32)
+        state = _ridge.acting_state(state, params.reg)
         mu = posterior_mean(state, params.prior_mean)
         if rule == "ucb":
             width = jnp.sqrt(jnp.maximum(_ridge.quadratic_forms(x, state.a_inv), 0.0))
@@ -82,8 +86,7 @@ def _make(spec: PolicySpec, rule: str) -> Policy:
         del key
         items, rewards = _common.as_slots(action, reward, k)
         xs = obs.features.astype(jnp.float32)[items]
-        residual = rewards - jnp.asarray(params.prior_mean, jnp.float32) * jnp.sum(xs, axis=-1)
-        return _ridge.ridge_update(state, xs, residual, params.reg, params.refactor_every)
+        return _ridge.ridge_update(state, xs, rewards, params.reg, params.refactor_every)
 
     return Policy(init=init, act=act, update=update, merge=_ridge.ridge_merge)
 

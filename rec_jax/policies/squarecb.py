@@ -24,7 +24,7 @@ NAME = "squarecb"
 @struct.dataclass
 class SquareCBParams:
     gamma: float = 100.0  # learning rate of inverse-gap weighting, >= 0 (0 = uniform)
-    reg: float = 1.0  # ridge regulariser lambda > 0 (takes effect at the next update)
+    reg: float = 1.0  # ridge regulariser lambda > 0 (from the first act; a change takes effect at the next update)
     refactor_every: int = 100  # recompute A^{-1} by Cholesky every this many rank-one updates
     num_mc_samples: int = struct.field(pytree_node=False, default=128)  # slates: MC marginals of slots >= 1
 
