@@ -4,8 +4,9 @@
 
 Keys: sequences_per_s (training windows per second), positions_per_s (target
 positions in the loss per second), epoch_s (median over the timed epochs, compile
-excluded), eval_s (median of warm full-ranking passes over all test users),
-compile_s, peak_rss_mb (the whole process). No checkpoints are written.
+excluded), eval_s = encode_s + rank_s (medians of warm passes over all test users:
+encoding the histories, a scoring-only pass over the item chunks, the chunked ranking
+pass; ``Evaluator.timings``), compile_s, peak_rss_mb (the whole process). No checkpoints are written.
 """
 from __future__ import annotations
 
