@@ -31,20 +31,24 @@ SUBDIR = "tb"  # event files live in run_dir/tb, beside metrics.json
 MAX_POINTS = 1000  # default cap on the points one curve_to_events call writes per tag
 
 
-def _scalar(value) -> float | None:
-    """``value`` as a finite float, or None for what is not a finite real number."""
+def _scalar(value, tag: str = "?") -> float | None:
+    """``value`` as a finite float; None for what is skipped by design (None, strings,
+    bools, NaN / inf, arrays that are not 0-d: NaN history slots, per-k vectors); a
+    ``TypeError`` naming ``tag`` for anything else that is not a real number."""
     if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
         return None
-    if isinstance(value, np.ndarray):
-        if value.ndim != 0 or not (np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating)):
-            return None
-        value = value.item()
-    if not isinstance(value, numbers.Real):
+    if not isinstance(value, (numbers.Real, np.ndarray)):
         try:  # a 0-d jax.Array or another array-like scalar
-            arr = np.asarray(value)
-        except Exception:  # noqa: BLE001: anything that is not array-like is skipped
+            value = np.asarray(value)
+        except Exception as e:  # noqa: BLE001: re-raised with the tag
+            raise TypeError(f"EventLog.scalars: {tag!r}: cannot convert a {type(value).__name__} to a "
+                            f"number ({type(e).__name__}: {e})") from e
+    if isinstance(value, np.ndarray):
+        if value.ndim != 0 or value.dtype.kind in "bUS":
             return None
-        return _scalar(arr) if arr.ndim == 0 else None
+        if value.dtype.kind not in "iuf":
+            raise TypeError(f"EventLog.scalars: {tag!r}: expected a real number, got a 0-d {value.dtype} array")
+        value = value.item()
     value = float(value)
     return value if math.isfinite(value) else None
 
@@ -78,11 +82,13 @@ class EventLog:
         return self._writer
 
     def scalars(self, step: int, values: Mapping[str, object]) -> int:
-        """Log ``{tag: value}`` at ``step`` as one event; skips non-finite and
-        non-numeric values (NaN history slots, strings, bools). Returns how many were written."""
+        """Log ``{tag: value}`` at ``step`` as one event; skips non-finite values, strings,
+        bools, None and arrays that are not 0-d (NaN history slots); a value that is none of
+        these and no real number (an object, a complex, a traced value) is a TypeError
+        naming its tag. Returns how many were written."""
         from tensorboardX.proto.summary_pb2 import Summary
 
-        kept = [(str(tag), v) for tag, v in ((t, _scalar(x)) for t, x in values.items()) if v is not None]
+        kept = [(str(tag), v) for tag, v in ((t, _scalar(x, str(t))) for t, x in values.items()) if v is not None]
         if kept:
             writer = self._writer or self._open(int(step))
             summary = Summary(value=[Summary.Value(tag=tag, simple_value=v) for tag, v in kept])

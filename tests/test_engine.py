@@ -176,3 +176,54 @@ def test_shared_linucb_matches_numpy_ridge_over_all_streams():
     np.testing.assert_allclose(state.policy_state.gram, gram, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(state.policy_state.b, b, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(state.policy_state.a_inv, np.linalg.inv(gram + params.reg * np.eye(d)), rtol=1e-4, atol=1e-5)
+
+
+def test_obs_batching_is_read_from_the_program_and_batching_errors_propagate():
+    """Which obs leaves are per-stream is read from the traced program (no vmap probe
+    caught by try/except): a leaf computed from the env params alone -- also through
+    jit, scan, while and cond -- is held once, one that touches the key or the state
+    is per-stream, as JAX's own vmap batches them. A genuine error while batching a
+    simulator's step (a custom_vmap rule raising ValueError) is not taken for
+    "batched": the obs leaves stay unbatched and the error propagates from the run."""
+    from rec_jax.online.engine import _obs_axes, _traced_once
+
+    def fn(key, state, params):
+        p = params.sum()
+        obs = (
+            jax.jit(lambda q: q * 2.0)(params),  # params only: held once
+            jax.lax.scan(lambda c, _: (c + p, c), jnp.zeros(()), None, length=3)[0],  # held once
+            jax.lax.scan(lambda c, _: (c + state, c), p, None, length=3)[0],  # carry meets the state
+            jax.lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] * p), (0, p))[1],  # held once
+            jax.lax.cond(p > 0, lambda: p, lambda: state),  # a branch returns the state
+            jax.random.uniform(key),  # the key
+        )
+        return obs, state
+
+    key1, params = jax.random.key(0), jnp.ones(3)
+    replay, shapes = _traced_once(fn, key1, jnp.zeros(()), params)
+    keys, states = jax.random.split(key1, 4), jnp.arange(4.0)
+    axes = _obs_axes(replay, (0, 0, None), (keys, states, params), shapes[0])
+    assert axes == (None, None, 0, None, 0, 0)
+    jax.vmap(fn, in_axes=(0, 0, None), out_axes=(axes, 0))(keys, states, params)  # JAX's vmap agrees
+
+    @jax.custom_batching.custom_vmap
+    def passthrough(x):
+        return x
+
+    @passthrough.def_vmap
+    def _broken_rule(axis_size, in_batched, x):
+        raise ValueError("broken batching rule of the simulator")
+
+    run, sim, env_params = _setup()
+    bad_sim = sim._replace(step=lambda k, st, a, p: sim.step(k, jax.tree.map(passthrough, st), a, p))
+    one = lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype)  # noqa: E731
+    _, env_state = jax.vmap(sim.reset, in_axes=(0, None))(jax.random.split(key1, S), env_params)
+    replay, shapes = _traced_once(bad_sim.step, jax.ShapeDtypeStruct((), key1.dtype), jax.tree.map(one, env_state),
+                                  jax.ShapeDtypeStruct((), jnp.int32), env_params)
+    args = (jax.random.split(key1, S), env_state, jnp.zeros((S,), jnp.int32), env_params)
+    axes = _obs_axes(replay, (0, 0, 0, None), args, shapes[0])
+    leaves = jax.tree.leaves(axes, is_leaf=lambda x: x is None)
+    assert leaves and all(a is None for a in leaves)  # bernoulli's obs: from the params only
+    bad_run = make_run(run.config, make_epsilon_greedy(run.spec), bad_sim)
+    with pytest.raises(ValueError, match="broken batching rule"):
+        bad_run.run(jax.random.key(1), EpsilonGreedyParams(epsilon=0.2), env_params, 3)

@@ -168,3 +168,23 @@ def test_resumed_training_supersedes_the_killed_runs_events(tiny_training_run, t
 
 # The bandits and adaptive studies' events are checked on the runs their own end-to-end tests
 # make (tests/test_bandits.py, tests/test_adapt_experiment.py): one run each, not two.
+
+
+def test_values_that_are_not_numbers_are_type_errors_naming_the_tag(tmp_path):
+    """Skipped by design: NaN / inf, strings, bools, None, non-0-d arrays. Anything else
+    that is no real number (it used to vanish without a word) raises, naming its tag."""
+
+    class Unconvertible:
+        def __array__(self, dtype=None, copy=None):
+            raise RuntimeError("no array here")
+
+    with EventLog(tmp_path) as log:
+        for bad in (Unconvertible(), 1 + 2j, np.array(1j), {"a": 1.0}):
+            with pytest.raises(TypeError, match="'bad'"):
+                log.scalars(0, {"ok": 1.0, "bad": bad})
+        with pytest.raises(TypeError, match="'traced'"):
+            import jax
+
+            jax.jit(lambda x: log.scalars(1, {"traced": x}) and x)(1.0)
+        assert log.scalars(2, {"ok": 1.0, "nan": float("nan"), "s": "x", "flag": True, "vec": np.zeros(2)}) == 1
+    assert read_scalars(tmp_path / "tb") == {"ok": [(2, 1.0)]}
