@@ -161,7 +161,22 @@ def test_unknown_dataset(home):
 
 
 def test_pins_cover_every_route_file():
+    """Every pin is a SHA-256 hex digest (exactly 64 lowercase hex digits, no two files
+    with one digest), and the pinned paths are the files of the datasets' published
+    layouts: OBD's {random,bts}/{all,men,women}/ logs and item contexts plus the BTS
+    prior; ML-100K's u.data (official archive) and RecBole's atomic files (wheel);
+    each official-archive member lands on a pinned path."""
+    import re
+
     for name, ds in F.DATASETS.items():
-        for h in ds.pinned.values():
-            assert len(h) == 64 and int(h, 16) >= 0
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in ds.pinned.values()), name
+        assert len(set(ds.pinned.values())) == len(ds.pinned), name
         assert F.PINNED[name] is ds.pinned
+        for member, subdir in ds.official_members:
+            rel = member.rsplit("/", 1)[-1]
+            assert (f"{subdir}/{rel}" if subdir else rel) in ds.pinned, (name, member)
+    obd = {f"{policy}/{campaign}/{file}" for policy in ("random", "bts") for campaign in ("all", "men", "women")
+           for file in (f"{campaign}.csv", "item_context.csv")}
+    assert set(F.DATASETS["obd"].pinned) == obd | {"prior_bts.yaml"}
+    recbole = {f"ml-100k.{ext}" for ext in ("inter", "item", "kg", "link", "user")}
+    assert set(F.DATASETS["ml-100k"].pinned) == recbole | {"u.data"}

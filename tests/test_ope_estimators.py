@@ -105,17 +105,34 @@ def test_slope_index_matches_reference():
         assert int(ope.slope_index(jnp.asarray(theta), jnp.asarray(se))) == _slope_reference(theta, se)
 
 
-def test_slope_tuned_estimate_is_a_grid_member():
-    log = _log(5, n=400, heavy=True)
+def _rounds_reference(log, name, h):
+    """f64[n] per-round terms of Switch-DR (threshold h) or DR-os (shrinkage h), NumPy."""
+    r, a, p, pe, q = log["reward"], log["action"], log["pscore"], log["pi_e"], log["q_hat"]
+    rows = np.arange(len(r))
+    w, qpi, resid = pe[rows, a] / p, (pe * q).sum(1), r - q[rows, a]
+    if name == "switch_dr":
+        return qpi + np.where(w <= h, w * resid, 0.0)
+    return qpi + (w if np.isinf(h) else h * w / (w * w + h)) * resid
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_slope_tuned_estimate_matches_numpy_slope(seed):
+    """SLOPE's choice and estimate against a NumPy SLOPE over the same grids (per-round
+    terms, theta = mean, se = std / sqrt(n), :func:`_slope_reference`). Seed 6's log
+    makes NumPy pick an interior grid point for both (tau = lambda = 4), seed 5's the
+    smallest tau: a rule that always returned one end of the grid fails."""
+    n = 400
+    log = _log(seed, n=n, heavy=True)
     d = ope.validate_log(log, pi_e=log["pi_e"], q_hat=log["q_hat"])
     est = ope.estimate_all(d)
-    tau = float(est["switch_dr_tau"])
-    assert tau in ope.DEFAULT_TAUS
-    np.testing.assert_allclose(float(est["switch_dr"]), _reference(log, "switch_dr", tau), rtol=1e-5)
-    lam = float(est["dr_os_lambda"])
-    assert lam in ope.DEFAULT_LAMBDAS
-    ref = _reference(log, "dr" if np.isinf(lam) else "dr_os", lam)
-    np.testing.assert_allclose(float(est["dr_os"]), ref, rtol=1e-5)
+    for name, grid, key in (("switch_dr", ope.DEFAULT_TAUS, "switch_dr_tau"),
+                            ("dr_os", ope.DEFAULT_LAMBDAS, "dr_os_lambda")):
+        terms = np.stack([_rounds_reference(log, name, h) for h in grid])  # [M, n]
+        i = _slope_reference(terms.mean(1), terms.std(1) / np.sqrt(n))
+        if seed == 6:
+            assert 0 < i < len(grid) - 1, (name, i)
+        assert float(est[key]) == grid[i], (name, float(est[key]), grid[i])
+        np.testing.assert_allclose(float(est[name]), terms[i].mean(), rtol=1e-5)
 
 
 def test_bootstrap_vmaps_over_resamples():

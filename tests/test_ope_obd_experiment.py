@@ -48,6 +48,75 @@ def test_ope_obd_tiny(tmp_path):
     log = np.loadtxt(tmp_path / "obd" / "bts" / "all" / "all.csv", delimiter=",", skiprows=1, usecols=(4, 5))
     ipw = np.mean((1.0 / NUM_ACTIONS) / log[:, 1] * log[:, 0])
     assert metrics["estimate/random_from_bts/all/ipw"] == pytest.approx(ipw, rel=1e-5)
+    # ... and all seven estimators against a float64 reference: the cross-fitted L2
+    # logistic reward model refitted by scipy, the estimators and SLOPE in NumPy.
+    ref = _numpy_estimates(tmp_path / "obd", "random_from_bts", metrics)
+    for e in ope_obd.ESTIMATORS:
+        assert metrics[f"estimate/random_from_bts/all/{e}"] == pytest.approx(ref[e], rel=2e-4, abs=1e-6), e
+
+
+def _numpy_estimates(root, direction, metrics, seed=0, folds=3, l2=1.0):
+    """The study's full-log estimates of ``direction`` on campaign "all", from scratch.
+
+    Folds as the study draws them (a permutation of the rows modulo the fold count,
+    from the key of its direction and campaign); reward model: minimise
+    sum_i softplus(z_i) - y_i z_i + l2/2 |w|^2 (intercept last, unpenalised but for
+    the study's 1e-6 ridge) over [item features, user one-hot, position one-hot, 1]
+    by scipy; SLOPE: the last grid point whose +-2 se interval meets all before it."""
+    import jax
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    from rec_jax import ope
+    from rec_jax.data import load_obd
+
+    behavior, _ = ope_obd.DIRECTIONS[direction]
+    log = load_obd(behavior, "all", folder=str(root))
+    n, num_actions = len(log), log.num_actions
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), list(ope_obd.DIRECTIONS).index(direction)),
+                             ope_obd.CAMPAIGNS.index("all"))
+    fold = np.asarray(jax.random.permutation(jax.random.fold_in(key, 2), n)) % folds
+    item_x = np.asarray(log.item_features, np.float64)
+    row_x = np.concatenate([log.context, np.eye(log.len_list)[log.position], np.ones((n, 1))], axis=1)
+    x = np.concatenate([item_x[log.action], row_x], axis=1)
+    y = np.asarray(log.reward, np.float64)
+    penalty = np.full(x.shape[1], l2)
+    penalty[-1] = 1e-6
+
+    def loss(w, m):
+        z = x[m] @ w
+        return np.sum(np.logaddexp(0, z) - y[m] * z) + 0.5 * penalty @ (w * w)
+
+    def grad(w, m):
+        return x[m].T @ (expit(x[m] @ w) - y[m]) + penalty * w
+
+    q = np.zeros((n, num_actions))
+    for k in range(folds):
+        w = minimize(loss, np.zeros(x.shape[1]), args=(fold != k,), jac=grad, method="BFGS",
+                     options={"gtol": 1e-10, "maxiter": 10_000}).x
+        d_a = item_x.shape[1]
+        rows = fold == k
+        q[rows] = expit((row_x[rows] @ w[d_a:])[:, None] + (item_x @ w[:d_a])[None, :])
+    pi_e = np.full((n, num_actions), 1.0 / num_actions)
+    r, a, p = y, log.action, np.asarray(log.pscore, np.float64)
+    idx = np.arange(n)
+    wgt, qpi, resid = pi_e[idx, a] / p, (pi_e * q).sum(1), r - q[idx, a]
+    out = {"dm": qpi.mean(), "ipw": np.mean(wgt * r), "snipw": np.sum(wgt * r) / np.sum(wgt),
+           "dr": np.mean(qpi + wgt * resid), "sndr": qpi.mean() + np.sum(wgt * resid) / np.sum(wgt)}
+    for name, grid in (("switch_dr", ope.DEFAULT_TAUS), ("dr_os", ope.DEFAULT_LAMBDAS)):
+        terms = []
+        for h in grid:
+            corr = np.where(wgt <= h, wgt, 0.0) if name == "switch_dr" else (
+                wgt if np.isinf(h) else h * wgt / (wgt * wgt + h))
+            terms.append(qpi + corr * resid)
+        terms = np.stack(terms)
+        theta, se = terms.mean(1), terms.std(1) / np.sqrt(n)
+        lo, hi = np.maximum.accumulate(theta - 2 * se), np.minimum.accumulate(theta + 2 * se)
+        chosen = int(np.argmin(lo <= hi) - 1) if not np.all(lo <= hi) else len(grid) - 1
+        out[name] = theta[chosen]
+        tuned = metrics[f"tuning/{direction}/all/{'switch_dr_tau' if name == 'switch_dr' else 'dr_os_lambda'}"]
+        assert tuned == grid[chosen], (name, tuned, grid[chosen])
+    return out
 
 
 def test_ope_obd_bad_log(tmp_path):

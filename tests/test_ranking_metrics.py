@@ -150,8 +150,16 @@ def test_windows_per_batch_counts_targets_or_windows():
     from rec_jax.train.config import TrainConfig, windows_per_batch
 
     config = TrainConfig(batch_size=256, batch_unit="target")
-    # 3532 windows carrying 96,458 targets: 27.3 targets a window -> 9 windows ~ 256 targets
-    assert windows_per_batch(config, 3532, 96458) == round(256 / (96458 / 3532))
+    # 3532 windows carrying 96,458 targets: 27.31 targets a window, so 9 windows hold
+    # 245.8 targets on average and 10 hold 273.1: 9 is the closest to 256.
+    assert windows_per_batch(config, 3532, 96458) == 9
+    # By search: the window count in [1, num_windows] whose mean target count is nearest
+    # batch_size (cases without a tie), clamped to the windows there are.
+    for windows, targets, batch in [(3532, 96458, 256), (50, 50, 32), (5, 50, 256), (1, 1000, 256), (40, 7000, 512)]:
+        nearest = min(range(1, windows + 1), key=lambda w: abs(w * targets / windows - batch))
+        assert windows_per_batch(dataclasses.replace(config, batch_size=batch), windows, targets) == nearest
+    assert windows_per_batch(dataclasses.replace(config, batch_size=32), 50, 50) == 32  # 1 target a window
+    assert windows_per_batch(dataclasses.replace(config, batch_size=256), 5, 50) == 5  # all there are
     assert windows_per_batch(dataclasses.replace(config, batch_unit="window"), 3532, 96458) == 256
     assert windows_per_batch(dataclasses.replace(config, batch_unit="window"), 100, 500) == 100
     with pytest.raises(ValueError, match="batch_unit"):

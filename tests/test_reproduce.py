@@ -58,14 +58,36 @@ def test_reproduce_runs_skips_and_resumes_after_a_kill(tmp_path):
     assert stamps == {s: (tmp_path / s / "reproduce.json").stat().st_mtime_ns for s in ("bandits", "scaling")}
 
 
-def test_scaling_points_are_consistent(tmp_path):
-    """Run by the test above too; here its numbers against each point's own timing."""
+def test_scaling_points_are_consistent(tmp_path, monkeypatch):
+    """Run by the test above too; here every point against what the test itself measures:
+    the sizes it asked for, and each point's wall clock (its subprocess timed from here),
+    which bounds the timed engine run from above, so the throughput from below."""
+    import time
+
     from experiments import scaling
 
+    walls = {}
+    bench_point = scaling.bench_point
+
+    def timed_point(settings, streams, devices, numpy):
+        t0 = time.perf_counter()
+        out = bench_point(settings, streams, devices, numpy)
+        walls[(streams, devices)] = time.perf_counter() - t0
+        return out
+
+    monkeypatch.setattr(scaling, "bench_point", timed_point)
     metrics = scaling.main(scaling.Config(out=str(tmp_path / "s"), streams="8,16", devices="1", steps=3))
     points = json.loads((tmp_path / "s" / "points.json").read_text())
-    for p in points:
-        assert p["user_steps_per_s"] == pytest.approx(p["streams"] * p["steps"] / p["run_s"], rel=1e-6)
+    assert sorted((p["streams"], p["devices"]) for p in points) == sorted(walls) == [(8, 1), (16, 1)]
+    for p, requested in zip(sorted(points, key=lambda q: q["streams"]), (8, 16)):
+        assert (p["streams"], p["steps"], p["items"], p["dim"], p["policy"]) == (requested, 3, 100, 16, "linucb")
+        wall = walls[(requested, 1)]
+        assert 0 < p["run_s"] < wall
+        # the rate counts the requested work, S * T user-steps, over the timed run ...
+        assert p["user_steps_per_s"] * p["run_s"] == pytest.approx(requested * 3, rel=1e-6)
+        # ... which ran within the point's wall clock
+        assert p["user_steps_per_s"] >= requested * 3 / wall
+        assert p["numpy_batched_steps_per_s"] >= p["streams"] * 3 / wall
         assert metrics[f"user_steps_per_s/streams={p['streams']}"] == p["user_steps_per_s"]
     assert (tmp_path / "s" / "scaling.png").stat().st_size > 0
 

@@ -60,18 +60,34 @@ def test_fast_slate_distribution_and_propensities_are_exact(draws):
 
 
 def test_fast_slate_propensities_equal_the_general_builder():
+    """Every slot of 20 fast slates: the reported propensity equals the closed form and
+    the general builder's single-pick distribution (policy.act on the items left) at
+    that item; where the builder, with the same key, picks the same item its reported
+    propensity is the same number (counted: the comparison cannot be empty)."""
+    from rec_jax.policies.base import Observation
+    from rec_jax.serve.recommend import scores_as_counts
+
     policy, params = make_policy("epsilon_greedy", PolicySpec(num_items=len(SCORES), slate_size=1))
     params = params.replace(epsilon=EPS)
+    state = scores_as_counts(jnp.asarray(SCORES))
+    act = jax.jit(lambda key, left: policy.act(key, state, Observation(
+        features=jnp.zeros((len(SCORES), 0)), available=left, scores=jnp.asarray(SCORES)), params)[1].marginal[0])
+    builder = jax.jit(lambda key, left: slate_by_single_picks(policy, params, key, jnp.asarray(SCORES), left, 1))
+    compared = same_pick = 0
     for seed in range(20):
         slate, prop = epsilon_greedy_slate(jax.random.key(seed), jnp.asarray(SCORES), jnp.asarray(AVAILABLE), EPS, K)
-        # the general builder's propensity of this very slate, slot by slot
         left = AVAILABLE.copy()
         for item, p in zip(np.asarray(slate), np.asarray(prop)):
-            ref_slate, ref_prop = slate_by_single_picks(policy, params, jax.random.key(seed),
-                                                        jnp.asarray(SCORES), jnp.asarray(left), 1)
             best = int(np.argmax(np.where(left, SCORES, -np.inf)))
             expected = (1 - EPS) * (item == best) + EPS / left.sum()
             np.testing.assert_allclose(p, expected, rtol=1e-6)
+            # the general builder's distribution over this slot, at the fast path's pick
+            np.testing.assert_allclose(float(act(jax.random.key(seed), jnp.asarray(left))[item]), p, rtol=1e-6)
+            compared += 1
+            ref_slate, ref_prop = builder(jax.random.key(seed), jnp.asarray(left))
             if int(ref_slate[0]) == item:  # same pick: the builder reports the same propensity
                 np.testing.assert_allclose(float(ref_prop[0]), p, rtol=1e-6)
+                same_pick += 1
             left[item] = False
+    assert compared == 20 * K
+    assert same_pick >= 10, same_pick  # 38 of the 60 slots with these seeds
