@@ -97,6 +97,9 @@ def reinforce_window_loss(logits: jax.Array, actions: jax.Array, rewards: jax.Ar
     """
     k = actions.shape[1]
     n = rewards.size
+    # Monte Carlo marginals (softmax and SquareCB slots >= 1) can be 0 for the item picked;
+    # such a sample's weight is then the cap (uncapped: 1 / 1e-6 instead of inf).
+    marginal = jnp.maximum(marginal, 1e-6)
     if topk:
         baseline = jnp.zeros_like(rewards)
     else:  # each sample's baseline is the mean of all OTHER samples' rewards
