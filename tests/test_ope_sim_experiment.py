@@ -1,7 +1,10 @@
 """The simulator OPE study end to end at a tiny size: IPW and DR unbiased, DR less variable."""
+import pytest
+
 from experiments import ope_sim
 
 
+@pytest.mark.slow  # the simulated OPE study end to end (its estimators: tests/test_ope_estimators.py)
 def test_ope_sim_tiny_unbiased(tmp_path):
     """IPW and DR are unbiased against the exact value, and DR varies less than IPW."""
     out = tmp_path / "sim"

@@ -58,6 +58,7 @@ def _assert_trees_close(a, b, rtol, atol):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol, err_msg=str(path))
 
 
+@pytest.mark.slow  # two fits and a population fit of a tiny SASRec (~30 s cold)
 def test_population_trains_like_fit_trains_each_config_alone(data):
     """P=2 members for 2 epochs (6 Adam steps) vs ``fit`` on each config alone (its model built with its own
     static dropout rates): per-epoch loss and validation NDCG@10, best epoch, best params; the argmax is selected.

@@ -58,6 +58,7 @@ def test_reproduce_runs_skips_and_resumes_after_a_kill(tmp_path):
     assert stamps == {s: (tmp_path / s / "reproduce.json").stat().st_mtime_ns for s in ("bandits", "scaling")}
 
 
+@pytest.mark.slow  # the scaling study end to end
 def test_scaling_points_are_consistent(tmp_path, monkeypatch):
     """Run by the test above too; here every point against what the test itself measures:
     the sizes it asked for, and each point's wall clock (its subprocess timed from here),

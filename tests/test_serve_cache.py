@@ -106,6 +106,7 @@ def _replay(model, params, histories, users, items, cfg):
     return server, [np.concatenate(x) for x in zip(*out)]
 
 
+@pytest.mark.slow  # two serving runs over every event
 def test_bounded_cache_returns_the_slates_of_an_unbounded_cache(served_model):
     model, params = served_model
     rng = np.random.default_rng(2)

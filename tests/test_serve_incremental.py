@@ -73,6 +73,7 @@ def test_sasrec_beyond_L_matches_one_banded_pass_of_the_same_streaming_semantics
     assert float(jnp.max(jnp.abs(windowed - hs[-1]))) > 1e-3
 
 
+@pytest.mark.slow  # a per-user and a batched write path, each compiled for several rows
 def test_sasrec_batched_write_rows_equals_per_user_write(sasrec):
     _, params, inc = sasrec
     rng = np.random.default_rng(3)

@@ -29,6 +29,7 @@ def test_bad_repeats_is_rejected():
         epoch_batches(jax.random.key(0), 5, 2, 0)
 
 
+@pytest.mark.slow  # two compiled training epochs plus the capacity probe (~30 s cold)
 def test_compact_loss_epoch_matches_the_dense_epoch():
     """An epoch that scores only the loss positions follows the dense epoch (float reordering only)."""
     import dataclasses

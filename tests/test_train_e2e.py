@@ -23,7 +23,9 @@ def _run_main(args):
     return main(args)
 
 
-@pytest.mark.parametrize("preset", ["tiny-sasrec", "tiny-bert4rec", "tiny-gru4rec"])
+# BERT4Rec and GRU4Rec end to end run with -m slow (their models: tests/test_models_*.py).
+@pytest.mark.parametrize("preset", ["tiny-sasrec", pytest.param("tiny-bert4rec", marks=pytest.mark.slow),
+                                    pytest.param("tiny-gru4rec", marks=pytest.mark.slow)])
 def test_preset_end_to_end(tmp_path, preset):
     out = tmp_path / preset
     metrics = _run_main(["--preset", preset, "--out", str(out), "--epochs", "2", "--no-progress"])
