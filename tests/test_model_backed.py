@@ -112,7 +112,10 @@ def _changed(a, b):
     return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-@pytest.mark.parametrize("objective,trainable", [("none", "full"), ("ctr", "adapter"), ("reinforce", "full")])
+# The two learning variants compile a whole online-learning program each: -m slow.
+@pytest.mark.parametrize("objective,trainable", [("none", "full"),
+                                                 pytest.param("ctr", "adapter", marks=pytest.mark.slow),
+                                                 pytest.param("reinforce", "full", marks=pytest.mark.slow)])
 def test_online_learning_changes_exactly_what_it_trains(setup, objective, trainable):
     before, after, m = _online(setup, objective, trainable)
     assert m["reward"].shape == (6, S) and np.all(np.isfinite(np.asarray(m["loss"])))

@@ -175,6 +175,7 @@ def test_next_item_training_batch(name):
     np.testing.assert_array_equal(loss_mask, expected)
 
 
+@pytest.mark.slow  # vmaps init and forward of every model over params (~14 s cold)
 def test_vmap_over_params():
     """A population of SASRec models (vmapped params) scores like each member alone.
 

@@ -117,6 +117,7 @@ def _successor_windows(rng, num_rows):
     return windows.astype(np.int32)
 
 
+@pytest.mark.slow  # trains a tiny SASRec to convergence
 def test_overfits_a_deterministic_successor_rule(sasrec):
     # Same shapes as CFG (so the fixture's params fit), lighter regularisation.
     model = make_sasrec(dataclasses.replace(CFG, dropout=0.1, attn_dropout=0.0))

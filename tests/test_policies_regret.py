@@ -50,8 +50,9 @@ def _fit_residual(x, y):
     return float(np.sum((design @ coef - y) ** 2))
 
 
-# The 10-arm problem (about twice the 2-arm one's time) runs with -m slow.
-@pytest.mark.parametrize("problem", ["2-arm", pytest.param("10-arm", marks=pytest.mark.slow)])
+# 4,000 sequential steps x 64 seeds x 3 policies a problem: runs with -m slow.
+@pytest.mark.slow
+@pytest.mark.parametrize("problem", ["2-arm", "10-arm"])
 def test_regret_log_for_ucb1_and_thompson_linear_for_epsilon_greedy(problem):
     checkpoints = np.arange(T // 8, T + 1, T // 8)  # 500, 1000, ..., 4000
     shape = {}

@@ -95,6 +95,7 @@ def test_sasrec_batched_write_rows_equals_per_user_write(sasrec):
         assert int(row.count) == int(per_user[s].count)
 
 
+@pytest.mark.slow  # every prefix re-encoded from scratch
 def test_gru_every_prefix_matches_encoding_from_scratch_and_rebuild():
     model = make_model("gru4rec", GRU)
     params = model.init(jax.random.key(4))

@@ -125,6 +125,7 @@ def _checkpoint_history(ckpt_dir):
     return {k: np.asarray(v) for k, v in raw["history"].items()}
 
 
+@pytest.mark.slow  # a whole training run for its event file
 def test_training_events_match_history_and_metrics(tiny_training_run):
     out, _, metrics = tiny_training_run
     got = read_scalars(out / "tb")

@@ -69,6 +69,7 @@ def test_bad_preset_and_data_give_one_line_errors(tmp_path):
         assert not out.exists()  # nothing half-written
 
 
+@pytest.mark.slow  # a killed training subprocess and its resumed run (~20 s cold)
 def test_killed_run_resumes_to_identical_metrics(tmp_path):
     """SIGKILL a run after its second checkpoint, --resume it, compare with an uninterrupted run."""
     common = ["--preset", "tiny-sasrec", "--epochs", "6", "--patience", "100", "--no-progress"]
