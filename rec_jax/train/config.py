@@ -33,7 +33,11 @@ class TrainConfig:
     cloze_whole_window: bool = True  # Cloze may hide any item of a window, not only its counted targets (bert4rec only)
     ft_random_prefix: bool = False  # next-item rows end at a uniformly drawn item, not the window's last (bert4rec only)
     # --- optimisation ---
-    loss: str = "ce"  # "ce": full softmax cross-entropy over all items; "bce": one sampled negative
+    loss: str = "ce"  # "ce": full softmax cross-entropy over all items; "bce": one sampled negative; "sampled_softmax": log-Q corrected, num_negatives; "gbce": gSASRec, num_negatives, gbce_t; "ce_chunked": exact full CE over item chunks
+    num_negatives: int = 256  # k, negatives drawn per sequence for the "sampled_softmax" and "gbce" losses
+    gbce_t: float = 0.75  # gBCE calibration t in [0, 1] (0: plain BCE with k negatives; "gbce" only)
+    negative_alpha: float = 0.0  # "sampled_softmax" proposal Q(i) ∝ (training count(i) + 1)^alpha (0 = uniform)
+    loss_chunk_size: int = 8192  # items per chunk of the "ce_chunked" loss
     batch_size: int = 256  # batch size per step, counted in ``batch_unit``s
     batch_unit: str = "target"  # "target": windows per step = batch_size / mean targets per window; "window": batch_size windows
     window_repeats: int = 1  # copies of every window per epoch, each with its own dropout/Cloze draws (BERT4Rec's dupe_factor)

@@ -25,7 +25,11 @@ from flax import struct
 from rec_jax import checkpoint
 from rec_jax.train.config import TrainConfig, windows_per_batch
 from rec_jax.train.evaluate import Evaluator
-from rec_jax.train.losses import compact_softmax_ce, full_softmax_ce, sampled_bce
+from rec_jax.train.losses import (
+    chunked_softmax_ce, compact_softmax_ce, full_softmax_ce, gbce, popularity_log_q, sampled_bce,
+    sampled_softmax_ce)
+
+LOSSES = ("ce", "bce", "sampled_softmax", "gbce", "ce_chunked")
 
 
 @struct.dataclass
@@ -44,17 +48,27 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.adam(config.learning_rate)
 
 
-def make_loss_fn(model, config: TrainConfig, capacity: int | None = None) -> Callable:
+def make_loss_fn(model, config: TrainConfig, capacity: int | None = None, item_counts=None) -> Callable:
     """``loss_fn(params, key, window, target_mask) -> f32[]`` for the configured loss.
 
     capacity: with the full softmax, score only this many loss positions per step
     (see :func:`rec_jax.train.losses.compact_softmax_ce` and :func:`loss_capacity`);
-    None scores every position.
+    None scores every position. item_counts: [N+1] training counts for the sampled
+    softmax's popularity proposal (needed when ``negative_alpha`` != 0).
     """
-    if config.loss not in ("ce", "bce"):
-        raise ValueError(f"unknown loss {config.loss!r}; expected 'ce' or 'bce'")
+    if config.loss not in LOSSES:
+        raise ValueError(f"unknown loss {config.loss!r}; expected one of: {', '.join(LOSSES)}")
     if config.loss == "bce" and config.model == "bert4rec":
         raise ValueError("loss 'bce' is for next-item models; bert4rec trains with 'ce'")
+    if config.loss in ("sampled_softmax", "gbce") and config.num_negatives < 1:
+        raise ValueError(f"num_negatives={config.num_negatives}: expected >= 1")
+    if config.loss == "gbce" and not 0.0 <= config.gbce_t <= 1.0:
+        raise ValueError(f"gbce_t={config.gbce_t}: expected a value in [0, 1]")
+    log_q = None
+    if config.loss == "sampled_softmax" and config.negative_alpha != 0:
+        if item_counts is None:
+            raise ValueError("negative_alpha != 0 needs the training item counts")
+        log_q = popularity_log_q(item_counts, config.negative_alpha)
 
     def loss_fn(params, key, window, target_mask):
         batch_key, dropout_key, negative_key = jax.random.split(key, 3)
@@ -64,9 +78,30 @@ def make_loss_fn(model, config: TrainConfig, capacity: int | None = None) -> Cal
             return compact_softmax_ce(lambda h: model.score(params, h), hidden, targets, loss_mask, capacity)
         if config.loss == "ce":
             return full_softmax_ce(model.score(params, hidden), targets, loss_mask)
-        return sampled_bce(negative_key, hidden, model.item_embeddings(params), targets, loss_mask)
+        if config.loss == "bce":
+            return sampled_bce(negative_key, hidden, model.item_embeddings(params), targets, loss_mask)
+        table, bias = output_layer(model, params)
+        if config.loss == "sampled_softmax":
+            return sampled_softmax_ce(negative_key, hidden, table, bias, targets, loss_mask,
+                                      config.num_negatives, log_q)
+        if config.loss == "gbce":
+            return gbce(negative_key, hidden, table, bias, targets, loss_mask, config.num_negatives, config.gbce_t)
+        return chunked_softmax_ce(hidden, table, bias, targets, loss_mask, config.loss_chunk_size)
 
     return loss_fn
+
+
+def output_layer(model, params):
+    """(table f32[N+1, D], bias f32[N+1] or None) of a model's scores (the losses that score items apart)."""
+    if getattr(model, "output_layer", None) is None:
+        raise ValueError(f"model {model.name!r} has no output_layer; train it with loss 'ce'")
+    return model.output_layer(params)
+
+
+def item_counts(windows, num_items: int) -> np.ndarray:
+    """int64[N+1]: how often each item is a counted training target in ``windows``."""
+    seq, mask = np.asarray(windows.seq), np.asarray(windows.target_mask, bool)
+    return np.bincount(seq[:, 1:][mask], minlength=num_items + 1)[: num_items + 1]
 
 
 MIN_COMPACT_POSITIONS = 512  # positions per step below which every position is scored
@@ -117,15 +152,15 @@ def epoch_batches(epoch_key, num_windows: int, batch_size: int, repeats: int = 1
 
 
 def make_train_epoch(model, config: TrainConfig, num_windows: int, batch_size: int,
-                     capacity: int | None = None) -> Callable:
+                     capacity: int | None = None, item_counts=None) -> Callable:
     """Returns jitted ``train_epoch(state, windows, target_mask, epoch_key, step_key)``.
 
     windows: int32[W, L+1]; target_mask: bool[W, L].  Returns (state, mean loss f32[]).
     Every window is used ``config.window_repeats`` times (see :func:`epoch_batches`);
-    ``capacity`` goes to :func:`make_loss_fn`.
+    ``capacity`` and ``item_counts`` go to :func:`make_loss_fn`.
     """
     tx = make_optimizer(config)
-    loss_fn = make_loss_fn(model, config, capacity)
+    loss_fn = make_loss_fn(model, config, capacity, item_counts)
 
     def train_step(carry, batch):
         state, step_key = carry
@@ -201,7 +236,10 @@ def fit(
     mask_arr = jax.device_put(np.asarray(windows.target_mask, bool))
     batch_size = windows_per_batch(config, num_windows, int(np.asarray(windows.target_mask).sum()))
     capacity = loss_capacity(model, config, windows, batch_size, probe_key)
-    train_epoch = make_train_epoch(model, config, num_windows, batch_size, capacity)
+    counts = None
+    if config.loss == "sampled_softmax" and config.negative_alpha != 0:
+        counts = item_counts(windows, model.config.num_items)
+    train_epoch = make_train_epoch(model, config, num_windows, batch_size, capacity, counts)
     stop_key = "masked/ndcg@10" if config.mask_history else "unmasked/ndcg@10"
     other_key = "unmasked/ndcg@10" if config.mask_history else "masked/ndcg@10"
 
