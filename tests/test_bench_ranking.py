@@ -21,6 +21,6 @@ def test_bench_prints_one_json_line(capsys):
                                                   batch_size=16, chunk_size=16, encode_batch_size=16))
     line = capsys.readouterr().out.strip().splitlines()
     assert len(line) == 1 and json.loads(line[0]) == out
-    for key in ("matmul_s", "encode_s", "score_s", "rank_s", "eval_s", "ratio", "peak_rss_mb", "cpu_model"):
+    for key in ("matmul_s", "matmul_1024_s", "ratio_vs_1024", "encode_s", "score_s", "rank_s", "eval_s", "ratio", "peak_rss_mb", "cpu_model"):
         assert key in out
     assert out["ratio"] > 0 and out["users"] == 40 and out["items"] == 30

@@ -84,3 +84,55 @@ def test_evaluator_chunks_and_batches():
     assert timing["eval_s"] == pytest.approx(timing["encode_s"] + timing["rank_s"])
     scores, items = ev.top_items(params)
     assert scores.shape == items.shape == (USERS, K)
+
+
+def test_grouped_running_top_equals_lax_top_k():
+    """The grouped top-k keeps lax.top_k's values AND ids (ties: lower id first), NaNs included."""
+    from rec_jax.train.evaluate import _running_top
+
+    rng = np.random.default_rng(1)
+    batch, chunk, keep = 6, 256, 5
+    scores = rng.integers(0, 4, size=(batch, chunk)).astype(np.float32)  # heavy ties
+    scores[1, [7, 100]] = np.nan
+    scores[2] = -np.inf
+    top_v = np.sort(rng.integers(0, 5, size=(batch, keep)).astype(np.float32), axis=1)[:, ::-1].copy()
+    top_i = rng.integers(0, 50, size=(batch, keep)).astype(np.int32)
+    ids = 1000 + np.arange(chunk)[None, :]
+    got_v, got_i = _running_top(jnp.asarray(top_v), jnp.asarray(top_i), jnp.asarray(scores), jnp.asarray(ids), keep, 8)
+    want_v, pos = jax.lax.top_k(jnp.concatenate([top_v, scores], axis=1), keep)
+    want_i = np.take_along_axis(np.concatenate([top_i, np.broadcast_to(ids, scores.shape)], axis=1), np.asarray(pos), 1)
+    np.testing.assert_array_equal(np.asarray(got_v), np.asarray(want_v))
+    np.testing.assert_array_equal(np.asarray(got_i), want_i)
+
+
+def test_chunked_grouped_path_equals_dense():
+    """Chunks large enough for the grouped top-k (small Ks), ties and NaNs: ranks as target_rank's."""
+    from rec_jax.eval.ranking import metrics_from_rank, target_rank
+    from rec_jax.train.evaluate import _group_size, chunked_rank
+
+    rng = np.random.default_rng(2)
+    users, items, chunk, ks = 9, 300, 128, (1, 3)
+    assert _group_size(chunk, max(ks) + 1) > 1
+    lg = rng.integers(-2, 3, size=(users, items + 1)).astype(np.float32)
+    lg[:, [5, 77]] = np.nan
+    lg[3] = np.nan
+    targets = rng.integers(1, items + 1, size=users).astype(np.int32)
+    seen = rng.random((users, items + 1)) < 0.2
+    seen[:, 0] = False
+    seen[0, targets[0]] = True
+    num_chunks = -(-(items + 1) // chunk)
+    padded = np.pad(lg, ((0, 0), (0, num_chunks * chunk - items - 1)))
+    chunks = jnp.asarray(padded.reshape(users, num_chunks, chunk).transpose(1, 0, 2))
+    got, _ = jax.jit(lambda c, t, s: chunked_rank(lambda x: x, c, num_chunks, chunk, items + 1, t, s, ks))(
+        chunks, jnp.asarray(targets), jnp.asarray(_seen_lists(seen)))
+    dense = lg.copy()
+    dense[:, 0] = -np.inf
+    masked = dense.copy()
+    drop = seen.copy()
+    drop[np.arange(users), targets] = False
+    masked[drop] = -np.inf
+    for name, x in (("masked", masked), ("unmasked", dense)):
+        want = metrics_from_rank(target_rank(jnp.asarray(x), jnp.asarray(targets)), ks)
+        for key in want:
+            np.testing.assert_allclose(np.asarray(got[f"{name}/{key}"]), np.asarray(want[key]), atol=1e-6,
+                                       err_msg=f"{name}/{key}")

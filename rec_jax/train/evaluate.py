@@ -7,8 +7,10 @@ only excludes the padding id (RecBole's convention).
 
 :func:`rank_metrics` ranks dense logits ``[B, N+1]``; :class:`Evaluator` ranks over
 item chunks of C columns (:func:`chunked_rank`), so its memory is O(users per batch x
-C), never [users, items]: the scores ``h @ table.T (+ bias)`` of one chunk, the chunk's
-seen mask scattered from the batch's seen lists, counts and a running top-k.
+C), never [users, items], in ONE pass over the chunks: the scores ``h @ table.T (+ bias)`` of one
+chunk, its seen mask scattered from the batch's seen lists, a running top-(K+1) of the masked
+scores (grouped: one top-k over group maxima, one over the chosen groups), the target's and the
+seen items' scores; the @K ranks are read off the list at the end.
 """
 from __future__ import annotations
 
@@ -55,82 +57,118 @@ def make_eval_fn(model) -> Callable:
 # --------------------------------------------------------------------------- chunked ranking
 
 
+def _group_size(chunk: int, keep: int) -> int:
+    """Items per group of the grouped top-k (1: a plain top-k over the chunk)."""
+    for g in (32, 16, 8):
+        if chunk % g == 0 and chunk // g >= 4 * keep:
+            return g
+    return 1
+
+
+def _running_top(top_v, top_i, scores, ids, keep: int, group: int, drop=None):
+    """The top-``keep`` of [carry, chunk] (lax.top_k's order and ties: the lower item id first).
+
+    top_v f32[B, keep], top_i i32[B, keep]: the carry; scores f32[B, C]; ids i32[1, C]: the chunk's
+    contiguous item ids (the carry's are lower); drop: bool[B, C] or None, columns taken as -inf.
+    With group > 1 the chunk's columns are cut into groups of ``group``; only the ``keep`` groups with
+    the largest maxima (in id order) can hold a top-``keep`` item (a NaN max counts as largest, as in
+    lax.top_k), so the second top-k sees keep*group candidates, not the whole chunk: exact, ties included.
+    The dropped columns are applied inside the group maxima and to the gathered candidates only.
+    """
+    batch, chunk = scores.shape
+    if group > 1:
+        shape = (batch, chunk // group, group)
+        grouped = scores.reshape(shape)
+        masked = grouped if drop is None else jnp.where(drop.reshape(shape), -jnp.inf, grouped)
+        _, best = jax.lax.top_k(jnp.max(masked, axis=2), keep)
+        best = jnp.sort(best, axis=1)[:, :, None]  # id order, so ties keep the lower id
+        cand = jnp.take_along_axis(grouped, best, axis=1)
+        if drop is not None:
+            cand = jnp.where(jnp.take_along_axis(drop.reshape(shape), best, axis=1), -jnp.inf, cand)
+        scores = cand.reshape(batch, keep * group)
+        ids = (ids[0, 0] + best * group + jnp.arange(group)).reshape(batch, keep * group)
+    else:
+        scores = scores if drop is None else jnp.where(drop, -jnp.inf, scores)
+        ids = jnp.broadcast_to(ids, (batch, chunk))
+    top_v, pos = jax.lax.top_k(jnp.concatenate([top_v, scores], axis=1), keep)
+    return top_v, jnp.take_along_axis(jnp.concatenate([top_i, ids.astype(jnp.int32)], axis=1), pos, axis=1)
+
+
 def chunked_rank(chunk_scores: Callable, chunks, num_chunks: int, chunk: int, num_cols: int,
                  targets: jax.Array, seen_lists: jax.Array, ks=DEFAULT_KS, top_k: int = 0):
-    """Both conventions' per-example metrics (as :func:`rank_metrics`) over item chunks.
+    """Both conventions' per-example metrics (as :func:`rank_metrics`) over item chunks, in ONE pass.
 
     chunk_scores(chunks[i]) -> f32[B, C]: the scores of columns i*C .. i*C+C-1 (``chunks``: a pytree
     with leading axis ``num_chunks``); columns >= ``num_cols`` (= N+1) are padding, never counted.
-    targets: int32[B]; seen_lists: int32[B, S] each row's seen items, padded with 0.
+    targets: int32[B]; seen_lists: int32[B, S] each row's seen items (unique), padded with 0.
     top_k > 0: also the running top-``top_k`` of the MASKED scores (the list a user is shown).
 
-    The target's score is taken from the same chunk scores: with several chunks a first scan
-    extracts it from its chunk, then a counting scan recomputes the chunks with identical shapes
-    (bit-identical values); one chunk is a single pass. Ranks follow :func:`target_rank`: strictly
-    higher + ties with another item, NaN competitors above, a NaN target last.
-    Returns (metrics {"masked/ndcg@10": f32[B], ...}, (top scores f32[B, k], top items i32[B, k]) or None).
+    Every metric is @K, so a rank is needed exactly only below K = max(ks). The pass keeps the running
+    top-R (R = max(K + 1, top_k)) of the masked scores with their ids, the target's score (taken from
+    its chunk's scores: bit-identical to the compared values) and the scores of the seen items (gathered
+    from the same chunk scores). Then the masked rank = the list's non-target entries scored >= the
+    target or NaN: exact whenever it is < K (all such items fit in the list), >= K otherwise; the
+    unmasked rank adds the seen non-target items scored >= the target or NaN. Ranks follow
+    :func:`target_rank`: strictly higher + ties with another item, NaN competitors above, a NaN
+    target last, and so does a -inf one. Returns (metrics {"masked/ndcg@10": f32[B], ...}, (top scores f32[B, k],
+    top items i32[B, k]) or None).
     """
     batch = targets.shape[0]
+    keep = max(max(ks) + 1, int(top_k))
+    group = _group_size(chunk, keep)
     cols = jnp.arange(chunk)
     starts = jnp.arange(num_chunks) * chunk
     rows = jnp.arange(batch)[:, None]
 
-    def target_score(lg, g):
-        # where+sum, not a gather, so XLA keeps the chunk's matmul as it is in the counting pass
-        return jnp.sum(jnp.where(g[None, :] == targets[:, None], lg, 0.0), axis=1)
-
-    def count(carry, lg, start, ts):
+    def body(carry, xs):
+        ts, seen_scores, top_v, top_i = carry
+        x, start = xs
+        lg = chunk_scores(x)
         g = start + cols  # [C] global item ids
-        valid = (g < num_cols)[None, :]
-        unmasked = jnp.where(g[None, :] == 0, -jnp.inf, lg)
+        # where+sum, not a gather: the target's score from this very array
+        ts = ts + jnp.sum(jnp.where(g[None, :] == targets[:, None], lg, 0.0), axis=1)
         local = seen_lists - start
-        idx = jnp.where((local >= 0) & (local < chunk), local, chunk)  # out of chunk: dropped
+        inside = (local >= 0) & (local < chunk)
+        seen_scores = seen_scores + jnp.where(inside, jnp.take_along_axis(lg, jnp.clip(local, 0, chunk - 1), 1), 0.0)
+        idx = jnp.where(inside, local, chunk)  # out of chunk: dropped
         seen = jnp.zeros((batch, chunk), bool).at[rows, idx].set(True, mode="drop")
-        masked = jnp.where(seen & (g[None, :] != targets[:, None]), -jnp.inf, unmasked)
-        counts, top = carry
-        new = []
-        for (higher, ties), lg_c in zip(counts, (masked, unmasked)):
-            higher = higher + jnp.sum(valid & ((lg_c > ts[:, None]) | jnp.isnan(lg_c)), axis=1)
-            ties = ties + jnp.sum(valid & (lg_c == ts[:, None]), axis=1)
-            new.append((higher, ties))
-        if top_k:
-            top_v, top_i = top
-            cand_v = jnp.concatenate([top_v, jnp.where(valid, masked, -jnp.inf)], axis=1)
-            cand_i = jnp.concatenate([top_i, jnp.broadcast_to(g, (batch, chunk)).astype(jnp.int32)], axis=1)
-            top_v, pos = jax.lax.top_k(cand_v, top_k)
-            top = (top_v, jnp.take_along_axis(cand_i, pos, axis=1))
-        return tuple(new), top
+        drop = (g[None, :] == 0) | (g[None, :] >= num_cols) | (seen & (g[None, :] != targets[:, None]))
+        top_v, top_i = _running_top(top_v, top_i, lg, g[None, :], keep, group, drop)
+        return (ts, seen_scores, top_v, top_i), None
 
-    zero = jnp.zeros((batch,), jnp.int32)
-    init = (((zero, zero), (zero, zero)),
-            (jnp.full((batch, top_k), -jnp.inf), jnp.zeros((batch, top_k), jnp.int32)) if top_k else None)
-    if num_chunks == 1:
-        lg = chunk_scores(jax.tree.map(lambda x: x[0], chunks))
-        ts = target_score(lg, cols)
-        (counts, top) = count(init, lg, 0, ts)
-    else:
-        def extract(ts, xs):
-            x, start = xs
-            return ts + target_score(chunk_scores(x), start + cols), None
+    init = (jnp.zeros((batch,), jnp.float32), jnp.zeros(seen_lists.shape, jnp.float32),
+            jnp.full((batch, keep), -jnp.inf), jnp.full((batch, keep), -1, jnp.int32))  # -1: no item yet
+    (ts, seen_scores, top_v, top_i), _ = jax.lax.scan(body, init, (chunks, starts))
 
-        ts, _ = jax.lax.scan(extract, jnp.zeros((batch,), jnp.float32), (chunks, starts))
+    def above(v):
+        return (v >= ts[:, None]) | jnp.isnan(v)
 
-        def body(carry, xs):
-            x, start = xs
-            return count(carry, chunk_scores(x), start, ts), None
+    in_list = (top_i >= 0) & (top_i < num_cols) & (top_i != targets[:, None])
+    masked_rank = jnp.sum(in_list & above(top_v), axis=1)
+    seen_other = (seen_lists > 0) & (seen_lists < num_cols) & (seen_lists != targets[:, None])
+    unmasked_rank = masked_rank + jnp.sum(seen_other & above(seen_scores), axis=1)
+    out = _rank_metrics(masked_rank, unmasked_rank, ts, num_cols, ks)
+    return out, ((top_v[:, :top_k], jnp.maximum(top_i[:, :top_k], 0)) if top_k else None)
 
-        (counts, top), _ = jax.lax.scan(body, init, (chunks, starts))
+
+def _rank_metrics(masked_rank, unmasked_rank, ts, num_cols, ks):
     out = {}
-    for name, (higher, ties) in zip(("masked", "unmasked"), counts):
-        rank = jnp.where(jnp.isnan(ts), num_cols - 1, higher + ties - 1).astype(jnp.int32)
+    for name, rank in (("masked", masked_rank), ("unmasked", unmasked_rank)):
+        # a NaN target ranks last; so does a -inf one (every competitor, -inf ones too, ties or beats it)
+        rank = jnp.where(jnp.isnan(ts) | (ts == -jnp.inf), num_cols - 1, rank).astype(jnp.int32)
         for key, value in metrics_from_rank(rank, ks).items():
             out[f"{name}/{key}"] = value
-    return out, top
+    return out
 
 
 def _chunk_plan(num_cols: int, chunk_size: int) -> tuple[int, int]:
-    chunk = max(1, min(int(chunk_size), num_cols))
-    return -(-num_cols // chunk), chunk
+    """(num_chunks, chunk): at most ``chunk_size`` columns a chunk, balanced so the last one is not mostly
+    padding; chunks of 1024 or more are rounded up to a multiple of 32 (the grouped top-k's groups)."""
+    num_chunks = -(-num_cols // max(1, min(int(chunk_size), num_cols)))
+    chunk = -(-num_cols // num_chunks)
+    if chunk >= 1024:
+        chunk = -(-chunk // 32) * 32
+    return num_chunks, chunk
 
 
 def _split_chunks(x: jax.Array, num_chunks: int, chunk: int, axis: int = 0):
@@ -299,7 +337,7 @@ class Evaluator:
         encode_s: encoding every user (batches of ``encode_batch_size``);
         score_s: a scoring-only pass over all chunks (each chunk's scores reduced to a scalar, so XLA
                  cannot skip it): the matmul floor of ranking;
-        rank_s: the ranking pass (scores, masks, counts, running top-k) given the encoded users;
+        rank_s: the ranking pass (scores, masks, running top-k, seen corrections) given the encoded users;
         eval_s = encode_s + rank_s.
         """
         hs = jax.block_until_ready(self.encode(params))  # compile / warm up
