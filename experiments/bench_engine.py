@@ -31,6 +31,18 @@ by all streams) and one hidden theta per stream, reward <x, theta> + N(0, 0.1^2)
   (one small NumPy call sequence per user and step), timed on ``--loop-streams``
   streams for ``--loop-steps`` steps and scaled to steps/s.
 
+Roofline keys (:mod:`rec_jax.roofline`; ``--no-roofline`` skips the ~2 s of probes and
+leaves the peaks and the fraction None): ``flops_per_step`` and ``bytes_per_step`` per
+user-step (one stream, one step) of the MINIMAL LinUCB (:func:`linucb_step_cost`, the
+count is written there), ``xla_flops_per_step`` / ``xla_bytes_per_step`` from XLA's
+``cost_analysis()`` of ONE compiled engine step divided by the streams (what the engine
+actually does: the variance GEMM, the Gram update, the whole RunState read and written),
+the probed ``peak_gflop_s`` / ``peak_gb_s``, ``achieved_*``, ``roofline_fraction`` and
+``cpu_model``. With ``--numpy``, ``numpy_incremental_roofline_fraction`` is the same
+fraction for the NumPy incremental reference (the same minimal algorithm). Policies
+other than LinUCB have no analytic count: their flops/bytes are XLA's
+(``flops_source`` says so).
+
 ``--devices N`` sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before
 JAX is imported (it only affects the host platform, so it is harmless where an
 accelerator is present) and shards the streams over the first N devices.
@@ -71,10 +83,54 @@ class Config:
     loop_steps: int = 50  # steps of the timed per-stream Python loop reference
     seed: int = 0  # root seed
     alpha: float = 1.0  # LinUCB alpha (when the policy has one)
+    roofline: bool = True  # probe the machine's peak GFLOP/s and GB/s (~2 s) for roofline_fraction
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ----------------------------------------------------------------------------- roofline count
+
+
+def linucb_step_cost(items: int, dim: int, mode: str = "per_stream", streams: int = 1) -> tuple[float, float, str]:
+    """(flops, bytes, how) per user-step of the MINIMAL LinUCB on the linear env, f32.
+
+    Per-stream mode, K = items, d = dim, one stream and one step, state A^-1 f32[d, d],
+    theta f32[d] and the per-item variances v f32[K] (v_n = x_n^T A^-1 x_n, kept by a
+    rank-one correction: valid because the item features are fixed and shared):
+
+      score       mean = X theta                      2Kd
+                  mean + alpha sqrt(v)                 3K   (sqrt counted as 1; argmax not counted)
+      reward      <x, theta*> + noise                  2d + 1  (the env; the normal draw not counted)
+      u = A^-1 x                                       2d^2
+      c = 1 + x.u, u / c                               3d
+      A^-1 -= u (u / c)^T                              2d^2
+      theta += u (r - x.theta) / c                     4d + 2
+      v_n -= (x_n.u)^2 / c                             2Kd + 3K
+      total                                            4Kd + 6K + 4d^2 + 9d + 3
+
+    Bytes: the per-stream state read and written once, A^-1 8d^2, theta 8d, v 8K, plus
+    theta* of the env read 4d and the reward written 4; the item features f32[K, d] are
+    one copy for all streams (cache-resident), so they are not counted.
+
+    Shared mode (one model for all S streams, identical scores since the features are
+    fixed): per stream Gram and b accumulation 2d^2 + 2d, the reward 2d + 1 and its
+    argmax share K; once per step, amortised over S, the Cholesky and inverse (d^3/3 +
+    2d^3), theta 2d^2 and the K means and variances 2Kd + 2Kd^2 + 3K. Bytes: theta*
+    4d and the reward 4 (the shared state is cache-resident).
+    """
+    k, d = items, dim
+    if mode == "per_stream":
+        flops = 4 * k * d + 6 * k + 4 * d * d + 9 * d + 3
+        nbytes = 8 * d * d + 8 * d + 8 * k + 4 * d + 4
+        how = "analytic minimal LinUCB, incremental variances: 4Kd + 6K + 4d^2 + 9d + 3 per user-step"
+    else:
+        once = d**3 / 3 + 2 * d**3 + 2 * d * d + 2 * k * d + 2 * k * d * d + 3 * k
+        flops = 2 * d * d + 4 * d + 1 + k + once / streams
+        nbytes = 4 * d + 4
+        how = "analytic minimal shared LinUCB: 2d^2 + 4d + 1 + K per user-step + per-step refit / S"
+    return float(flops), float(nbytes), how
 
 
 # ----------------------------------------------------------------------------- NumPy references
@@ -204,6 +260,7 @@ def main(cfg: Config) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
+    from rec_jax import roofline
     from rec_jax.online import EngineConfig, make_run, shard_streams, streams_mesh
     from rec_jax.policies import make_policy
     from rec_jax.policies.base import PolicySpec
@@ -243,6 +300,8 @@ def main(cfg: Config) -> dict:
 
     state0 = make_state(0)
     jax.block_until_ready(state0)
+    # XLA's count of ONE engine step (a scan body is counted once, so not of the T-step scan).
+    xla_step = roofline.xla_cost(lambda rs: engine.run_chunk(rs, 1)[0], state0)
     t0 = time.perf_counter()
     compiled = run_jit.lower(state0).compile()
     compile_s = time.perf_counter() - t0
@@ -294,6 +353,15 @@ def main(cfg: Config) -> dict:
         "raw_policy_bytes_per_stream": raw_policy_bytes,
         "raw_sufficient_bytes_per_stream": 4 * (cfg.dim * cfg.dim + cfg.dim),
     }
+    xla_flops = None if xla_step["flops"] is None else xla_step["flops"] / chunk
+    xla_bytes = None if xla_step["bytes"] is None else xla_step["bytes"] / chunk
+    if cfg.policy == "linucb":
+        flops, nbytes, how = linucb_step_cost(cfg.items, cfg.dim, cfg.mode, chunk)
+    else:  # no analytic count: XLA's count of what the implementation does
+        flops, nbytes, how = xla_flops or 1.0, xla_bytes or 1.0, "xla cost_analysis of one engine step / streams"
+    peaks = roofline.measure_peaks() if cfg.roofline else {"peak_gflop_s": None, "peak_gb_s": None}
+    result.update(roofline.roofline_fields(result["user_steps_per_s"], flops, nbytes, how, peaks["peak_gflop_s"],
+                                           peaks["peak_gb_s"], xla_flops, xla_bytes))
 
     if cfg.numpy:
         if not cfg.policy.startswith("linucb"):
@@ -319,6 +387,9 @@ def main(cfg: Config) -> dict:
         result["numpy_loop_steps_per_s"] = sub * cfg.loop_steps / loop_s
         result["speedup_vs_numpy_batched"] = result["user_steps_per_s"] / result["numpy_batched_steps_per_s"]
         result["speedup_vs_numpy_loop"] = result["user_steps_per_s"] / result["numpy_loop_steps_per_s"]
+        if result["roofline_fraction"] is not None and "numpy_incremental_steps_per_s" in result:
+            result["numpy_incremental_roofline_fraction"] = (
+                result["numpy_incremental_steps_per_s"] / result["roofline_steps_per_s"])
     result["peak_rss_mb"] = _peak_rss_mb()
     return result
 

@@ -7,6 +7,14 @@ positions in the loss per second), epoch_s (median over the timed epochs, compil
 excluded), eval_s = encode_s + rank_s (medians of warm passes over all test users:
 encoding the histories, a scoring-only pass over the item chunks, the chunked ranking
 pass; ``Evaluator.timings``), compile_s, peak_rss_mb (the whole process). No checkpoints are written.
+
+Roofline keys (:mod:`rec_jax.roofline`), per optimizer step (``train_steps_per_s``):
+``flops_per_step`` / ``bytes_per_step`` counted analytically
+(:func:`rec_jax.train.step_cost.train_step_cost`: encoder matmuls and attention per
+token, the output layer per loss position, backward = 2 x forward, Adam; bytes = the
+parameter and optimizer traffic), ``xla_*_per_step`` from XLA's ``cost_analysis()`` of ONE
+compiled step (dense loss path), the probed peaks, ``achieved_*``, ``roofline_fraction``,
+``cpu_model``. ``--roofline False`` skips the ~2 s of probes.
 """
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ class Config:
 
     preset: str = dataclasses.field(default="ml100k-sasrec", metadata={"help": f"one of: {', '.join(sorted(PRESETS))}"})
     timed_epochs: int = 5  # epochs to time (after compilation)
+    roofline: bool = True  # probe the machine's peak GFLOP/s and GB/s (~2 s) for roofline_fraction
 
 
 def main(argv=None) -> dict:
@@ -45,11 +54,15 @@ def run(args: Config, changes: dict) -> dict:
 
     import numpy as np
 
+    import jax
+
+    from rec_jax import roofline
     from rec_jax.models import make_model
     from rec_jax.train.config import model_config
     from rec_jax.train.evaluate import Evaluator
     from rec_jax.train.pipeline import prepare
     from rec_jax.train.run import peak_rss_mb
+    from rec_jax.train.step_cost import train_step_cost, xla_train_step
     from rec_jax.train.trainer import fit
 
     prepared = prepare(config)
@@ -62,6 +75,18 @@ def run(args: Config, changes: dict) -> dict:
     # rows trained per epoch: every window (and its targets) window_repeats times
     num_windows = int(prepared.windows.seq.shape[0]) * config.window_repeats
     num_positions = int(np.asarray(prepared.windows.target_mask).sum()) * config.window_repeats
+    wpb = result.windows_per_batch
+    steps_per_epoch = -(-num_windows // wpb)
+    if config.model == "bert4rec":  # loss on the Cloze-masked positions, about mask_prob of them
+        targets_per_step = wpb * config.max_len * config.mask_prob
+    else:
+        targets_per_step = num_positions / steps_per_epoch
+    num_params = sum(x.size for x in jax.tree.leaves(result.best_params))
+    flops, nbytes, how = train_step_cost(config, prepared.num_items, wpb, targets_per_step, num_params)
+    seq = np.asarray(prepared.windows.seq[:wpb])
+    xla = xla_train_step(model, config, result.best_params, seq, np.asarray(prepared.windows.target_mask[:wpb]),
+                         item_counts=_item_counts(config, prepared))
+    peaks = roofline.measure_peaks() if args.roofline else {"peak_gflop_s": None, "peak_gb_s": None}
     out = {
         "preset": args.preset,
         "model": config.model,
@@ -74,9 +99,23 @@ def run(args: Config, changes: dict) -> dict:
         "num_windows": num_windows,
         "num_positions": num_positions,
         "timed_epochs": result.epochs_run,
+        "train_steps_per_s": steps_per_epoch / epoch_s,
+        "windows_per_step": wpb,
+        "num_params": num_params,
+        **roofline.roofline_fields(steps_per_epoch / epoch_s, flops, nbytes, how, peaks["peak_gflop_s"],
+                                   peaks["peak_gb_s"], xla["flops"], xla["bytes"]),
     }
     print(json.dumps(out))
     return out
+
+
+def _item_counts(config, prepared):
+    """Training item counts when the loss's proposal needs them (popularity-weighted sampled softmax)."""
+    if config.loss != "sampled_softmax" or config.negative_alpha == 0:
+        return None
+    from rec_jax.train.trainer import item_counts
+
+    return item_counts(prepared.windows, prepared.num_items)
 
 
 def cli(argv: list[str] | None = None) -> int:
