@@ -11,10 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import orbax.checkpoint as ocp
 
 
-def _manager(directory: str | Path, max_to_keep: int | None = 2) -> ocp.CheckpointManager:
+class _LazyOrbax:
+    """``orbax.checkpoint``, imported on first use: importing this module (the trainer and
+    the engine do) stays possible where Orbax is not installed (the device image)."""
+
+    def __getattr__(self, name):
+        import orbax.checkpoint
+
+        return getattr(orbax.checkpoint, name)
+
+
+ocp = _LazyOrbax()
+
+
+def _manager(directory: str | Path, max_to_keep: int | None = 2) -> "ocp.CheckpointManager":
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
 

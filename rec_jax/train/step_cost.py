@@ -55,6 +55,33 @@ def encoder_flops_per_token(config) -> float:
     raise ValueError(f"train_step_cost: no FLOP count for model {config.model!r}")
 
 
+def encoder_flops_last_state(config) -> float:
+    """Forward FLOPs of encoding ONE history of L items into its last position's state (the
+    serving / evaluation / model-backed-policy case): every block but the last runs on all
+    L positions, the last block needs K and V of all positions (4 D^2 each) but Q, the
+    attention (all L keys), the output projection and the FFN at the last position only.
+    GRU4Rec runs its recurrence over all L positions, the output projection once."""
+    d, length = config.dim, config.max_len
+    if config.model in ("sasrec", "bert4rec"):
+        if config.num_layers == 0:
+            return 0.0
+        last = 4.0 * d * d * length + 4.0 * d * d + 4.0 * d * length + 4.0 * d * config.ff_dim
+        return (config.num_layers - 1) * length * encoder_flops_per_token(
+            dataclass_like(config, num_layers=1)) + last
+    if config.model == "gru4rec":
+        h = config.hidden_dim
+        return length * (encoder_flops_per_token(config) - 2.0 * h * d) + 2.0 * h * d
+    raise ValueError(f"encoder_flops_last_state: no FLOP count for model {config.model!r}")
+
+
+def dataclass_like(config, **changes):
+    """A copy of ``config``'s count-relevant fields with ``changes`` (any object with the fields)."""
+    from types import SimpleNamespace
+
+    names = ("model", "dim", "max_len", "num_layers", "ff_dim", "hidden_dim")
+    return SimpleNamespace(**{**{n: getattr(config, n, None) for n in names}, **changes})
+
+
 def train_step_cost(config, num_items: int, windows_per_step: float, targets_per_step: float,
                     num_params: int) -> tuple[float, float, str]:
     """(flops, bytes, how) of one optimizer step of ``config`` (a TrainConfig)."""
