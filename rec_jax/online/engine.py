@@ -164,6 +164,26 @@ def make_run(
 
     action_shape = () if config.slate_size == 1 else (config.slate_size,)
 
+    @functools.cache
+    def _fixed_policy() -> Policy:
+        return policy.fixed_features() if policy.fixed_features is not None else policy
+
+    def _step_obs_axes(env_state: Any, env_params: Any):
+        """(sim.step traced once for one stream, the obs axes it emits under vmap, its
+        one-stream obs shapes): leaves it computes from the env params alone come out
+        unbatched (None)."""
+        keys = jax.ShapeDtypeStruct((), jax.random.key(0).dtype)
+        one_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), env_state)
+        action = jax.ShapeDtypeStruct(action_shape, jnp.int32)
+        sim_step, out_shape = _traced_once(sim.step, keys, one_state, action, _abstract(env_params))
+        batched_args = (
+            jax.ShapeDtypeStruct((num_streams,), keys.dtype),
+            env_state,
+            jax.ShapeDtypeStruct((num_streams,) + action_shape, jnp.int32),
+            env_params,
+        )
+        return sim_step, _obs_axes(sim_step, (0, 0, 0, None), batched_args, out_shape[0]), out_shape[0]
+
     def per_stream(x: jax.Array, axis) -> jax.Array:
         """A leaf with the leading [S] axis (broadcast when held once)."""
         return x if axis == 0 else jnp.broadcast_to(x, (num_streams,) + x.shape)
@@ -178,7 +198,10 @@ def make_run(
         if shared:
             policy_state = policy.init(policy_key, spec)
         else:
-            policy_state = jax.vmap(policy.init, in_axes=(0, None))(jax.random.split(policy_key, num_streams), spec)
+            _, step_axes, _ = _step_obs_axes(env_state, env_params)
+            fixed = o_axes.features is None and step_axes.features is None
+            init = (_fixed_policy() if fixed else policy).init
+            policy_state = jax.vmap(init, in_axes=(0, None))(jax.random.split(policy_key, num_streams), spec)
         return RunState(
             policy_state=policy_state,
             env_state=env_state,
@@ -191,7 +214,7 @@ def make_run(
             env_params=_strongly_typed(env_params),
         )
 
-    def step_fn(rs: RunState, _, sim_step=None, o_axes=None):
+    def step_fn(rs: RunState, _, sim_step=None, o_axes=None, policy=policy):
         step_key = jax.random.fold_in(rs.key, rs.step)
         act_key, env_key, update_key = jax.random.split(step_key, 3)
         act_keys = jax.random.split(act_key, num_streams)
@@ -249,23 +272,21 @@ def make_run(
         """Advance ``num_steps`` (static) steps; metrics stacked as [T, S, ...]."""
         # Trace sim.step once for one stream; obs leaves it emits from the env params
         # alone stay unbatched (held once), if the carried obs holds them once too.
-        keys = jax.ShapeDtypeStruct((), jax.random.key(0).dtype)
-        env_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), run_state.env_state)
-        action = jax.ShapeDtypeStruct(action_shape, jnp.int32)
-        sim_step, out_shape = _traced_once(sim.step, keys, env_state, action, _abstract(run_state.env_params))
-        batched_args = (
-            jax.ShapeDtypeStruct((num_streams,), keys.dtype),
-            run_state.env_state,
-            jax.ShapeDtypeStruct((num_streams,) + action_shape, jnp.int32),
-            run_state.env_params,
-        )
-        step_axes = _obs_axes(sim_step, (0, 0, 0, None), batched_args, out_shape[0])
-        carry_axes = jax.tree.map(lambda x, one: 0 if jnp.ndim(x) > len(one.shape) else None, run_state.obs, out_shape[0])
+        sim_step, step_axes, obs_shape = _step_obs_axes(run_state.env_state, run_state.env_params)
+        carry_axes = jax.tree.map(lambda x, one: 0 if jnp.ndim(x) > len(one.shape) else None, run_state.obs, obs_shape)
         o_axes = jax.tree.map(lambda a, b: None if a is None and b is None else 0, carry_axes, step_axes,
                               is_leaf=lambda x: x is None)
         obs = jax.tree.map(lambda x, c, a: per_stream(x, c) if a == 0 else x, run_state.obs, carry_axes, o_axes,
                            is_leaf=lambda x: x is None)
-        body = functools.partial(step_fn, sim_step=sim_step, o_axes=o_axes)
+        # Fixed item features (held once, per-stream mode): the policy's fixed-features variant,
+        # if the state was built by it (init_run decides the same way from the same axes).
+        active = policy
+        if not shared and o_axes.features is None and policy.fixed_features is not None:
+            variant = _fixed_policy()
+            one = jax.eval_shape(variant.init, jax.ShapeDtypeStruct((), jax.random.key(0).dtype), spec)
+            if jax.tree.structure(one) == jax.tree.structure(jax.tree.map(lambda x: x[0], run_state.policy_state)):
+                active = variant
+        body = functools.partial(step_fn, sim_step=sim_step, o_axes=o_axes, policy=active)
         return jax.lax.scan(body, run_state.replace(obs=obs), None, length=num_steps)
 
     def run(key: jax.Array, policy_params: Any, env_params: Any, num_steps: int) -> tuple[RunState, dict]:

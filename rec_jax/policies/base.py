@@ -98,6 +98,11 @@ class Policy(NamedTuple):
     act: Callable[..., Any]
     update: Callable[..., Any]
     merge: Callable[..., Any]
+    # Optional: () -> Policy, the same policy for runs whose item features obs.features are
+    # FIXED (the same f32[N, D] at every step, e.g. the linear env's params), free to keep
+    # per-item quantities incrementally. The engine uses it in per-stream mode when it finds
+    # the features held once for all streams; None: no such variant (always the plain one).
+    fixed_features: Callable[[], Any] | None = None
 
 
 def merge_by_summed_deltas(state, new_states):

@@ -5,7 +5,10 @@ theta = A^{-1} b, over the item features ``obs.features`` f32[N, D]. ``A^{-1}`` 
 kept by Sherman-Morrison and re-factorised by Cholesky every ``refactor_every``
 rank-one updates (see :mod:`rec_jax.policies._ridge`). Slates are the top-K
 scores; exact ties are broken uniformly at random, so propensities are exact
-(1 / #ties left per slot, 1 without ties; num_mc_samples = 0). Slate updates
+(1 / #ties left per slot, 1 without ties; num_mc_samples = 0). With fixed item
+features (the engine finds them; ``Policy.fixed_features``) the variances
+x_n^T A^{-1} x_n are kept per item by a rank-one correction after each update
+(O(N D) instead of O(N D^2)) and recomputed at each re-factorisation. Slate updates
 add one rank-one term per shown item with its slot reward. Shared-mode ``merge``
 sums the deltas of A and b over streams and recomputes the inverse.
 """
@@ -40,10 +43,13 @@ def validate_params(params: LinUCBParams, spec: PolicySpec | None = None) -> Non
     _ridge.check_ridge_params(params)
 
 
-def ucb_scores(a_inv, b, features, alpha):
-    """f32[N] x^T A^-1 b + alpha sqrt(x^T A^-1 x) for features f32[N, D]."""
+def ucb_scores(a_inv, b, features, alpha, var=None):
+    """f32[N] x^T A^-1 b + alpha sqrt(x^T A^-1 x) for features f32[N, D]; ``var`` f32[N]:
+    the quadratic forms when already known (kept incrementally), else computed."""
     mean = features @ (a_inv @ b)
-    var = jnp.maximum(_ridge.quadratic_forms(features, a_inv), 0.0)
+    if var is None:
+        var = _ridge.quadratic_forms(features, a_inv)
+    var = jnp.maximum(var, 0.0)
     return mean + jnp.maximum(jnp.asarray(alpha, jnp.float32), 0.0) * jnp.sqrt(var)
 
 
@@ -56,7 +62,11 @@ def make_linucb(spec: PolicySpec) -> Policy:
         scores = ucb_scores(state.a_inv, state.b, obs.features.astype(jnp.float32), params.alpha)
         return epsilon_ranked_slate(key, scores, obs.available, 0.0, k)
 
-    return _ridge.ridge_policy(spec, act)
+    def act_fixed(key, state, obs, params, var):
+        scores = ucb_scores(state.a_inv, state.b, obs.features.astype(jnp.float32), params.alpha, var)
+        return epsilon_ranked_slate(key, scores, obs.available, 0.0, k)
+
+    return _ridge.ridge_policy(spec, act, act_fixed)
 
 
 POLICY = PolicyInfo(
