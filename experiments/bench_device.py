@@ -6,7 +6,8 @@ accelerator JAX sees, written to ONE JSON file.
 
 Made for a bare device image (a newer Python and JAX, no pip): it imports nothing beyond
 jax, flax, optax, numpy and rec_jax modules that import nothing else at import time
-(no tyro, tensorboardX, Orbax), parses its arguments with argparse, and reads no data
+(no tyro, tensorboardX, Orbax), parses its arguments with ``rec_jax.cli`` (argparse from
+the Config dataclass, standard library only, like every experiment), and reads no data
 from disk (every data set is random, generated in-process).
 
 Sections (``--sections``, comma-separated, default all), sizes by ``--quick`` and by the
@@ -34,7 +35,7 @@ limit keeps what it finished.
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -45,7 +46,20 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import rec_jax.cli
+
 SECTIONS = ("engine", "model_engine", "train", "eval")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Device benchmark: engine, model-backed engine, training step, evaluation; one JSON file."""
+
+    out: Path = Path("bench_device.json")  # the JSON file written (rewritten after every section)
+    quick: bool = False  # smaller sizes (within 60 s)
+    tiny: bool = False  # the smallest sizes (tests)
+    sections: str = ",".join(SECTIONS)  # comma-separated subset of engine,model_engine,train,eval
+    seed: int = 0  # root seed
 
 # (streams, steps) of the LinUCB engine; stream_chunk caps the streams held at once
 ENGINE_SIZES = {
@@ -277,23 +291,17 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("bench_device.json"), help="the JSON file written")
-    p.add_argument("--quick", action="store_true", help="smaller sizes (within 60 s)")
-    p.add_argument("--tiny", action="store_true", help="the smallest sizes (tests)")
-    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    bad = [s for s in args.sections if s not in SECTIONS]
-    if bad:
-        p.error(f"--sections: unknown {', '.join(bad)}; expected a subset of {', '.join(SECTIONS)}")
-    return args
+def section_list(cfg: Config) -> list[str]:
+    names = [x.strip() for x in cfg.sections.split(",") if x.strip()]
+    bad = [x for x in names if x not in SECTIONS]
+    if bad or not names:
+        raise ValueError(f"--sections: unknown {', '.join(bad) or '(none given)'}; expected a subset of "
+                         f"{', '.join(SECTIONS)}")
+    return names
 
 
-def main(argv=None) -> dict:
-    args = parse(argv)
+def main(args: Config) -> dict:
+    sections = section_list(args)
     start = time.perf_counter()
     import jax
 
@@ -314,7 +322,7 @@ def main(argv=None) -> dict:
         "train": lambda: bench_train_rows(key, args.seed, cache),
         "eval": lambda: bench_eval_rows(key, args.seed, cache),
     }
-    for name in args.sections:
+    for name in sections:
         t0 = time.perf_counter()
         try:
             out["sections"][name] = runners[name]()
@@ -329,6 +337,9 @@ def main(argv=None) -> dict:
     return out
 
 
+def cli(argv: list[str] | None = None) -> int:
+    return rec_jax.cli.main(Config, main, argv, __doc__)
+
+
 if __name__ == "__main__":
-    main()
-    sys.exit(0)
+    sys.exit(cli())
