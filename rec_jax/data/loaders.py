@@ -131,12 +131,13 @@ def load_inter(path: str | Path) -> Interactions:
 def load_csv(path: str | Path) -> Interactions:
     """CSV with a header naming ``user``, ``item``, ``timestamp`` and optionally ``rating``.
 
-    Columns may come in any order; ``user_id`` / ``item_id`` are accepted as aliases.
+    Columns may come in any order; ``user_id`` / ``item_id`` and MovieLens-20M's ``userId`` /
+    ``movieId`` (its ``ratings.csv``) are accepted as aliases.
     Fields must not be quoted.
     """
     lines = _read_lines(path)
     header = [h.strip() for h in lines[0].split(",")]
-    aliases = {"user_id": "user", "item_id": "item"}
+    aliases = {"user_id": "user", "item_id": "item", "userId": "user", "movieId": "item"}
     index = {aliases.get(h, h): j for j, h in enumerate(header)}
     cols = []
     for field, kind in (("user", "int"), ("item", "int"), ("timestamp", "int"), ("rating", "float")):
