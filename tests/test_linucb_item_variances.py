@@ -63,8 +63,10 @@ def test_engine_keeps_variances_only_with_fixed_features_per_stream():
     assert isinstance(ps, _ridge.ItemVarianceRidgeState)
     x = np.asarray(env_params.item_features, np.float64)
     for s in range(3):
-        np.testing.assert_allclose(ps.var[s], _float64_variances(x, np.asarray(ps.gram[s], np.float64), 1.0),
-                                   rtol=1e-4)
+        gram = np.asarray(ps.gram[s], np.float64)
+        np.testing.assert_allclose(ps.var[s], _float64_variances(x, gram, 1.0), rtol=1e-4)
+        theta = np.linalg.solve(gram + np.eye(4), np.asarray(ps.b[s], np.float64))  # kept theta = A^-1 b
+        np.testing.assert_allclose(ps.theta[s], theta, rtol=1e-3, atol=1e-5)
     # a new regulariser between chunks: the next update re-factorises and refreshes the variances
     state, _ = run(state.replace(policy_params=params.replace(reg=jnp.float32(3.0))), 20)
     ps = state.policy_state

@@ -152,18 +152,21 @@ def _quadratic_forms_vmap(axis_size, in_batched, features, a):
 
 @struct.dataclass
 class ItemVarianceRidgeState(RidgeState):
-    """RidgeState plus ``var`` f32[N] = x_n^T a_inv x_n of the run's FIXED item features
-    x_n (valid once num_updates > 0; before that act uses |x_n|^2 / reg, the variances
-    of the acting inverse). Kept by a rank-one correction after each Sherman-Morrison
-    update and recomputed whenever a_inv is re-factorised."""
+    """RidgeState plus, for the run's FIXED item features x_n f32[N, D]: ``var`` f32[N] =
+    x_n^T a_inv x_n and ``theta`` f32[D] = a_inv b, both kept by rank-one corrections after
+    each Sherman-Morrison update and recomputed whenever a_inv is re-factorised. Before
+    the first update (num_updates == 0) ``var`` is unset and act uses |x_n|^2 / reg, the
+    variances of the acting inverse (reg I)^-1; theta = 0 then (b = 0)."""
 
     var: jax.Array
+    theta: jax.Array
 
 
 def init_item_variances(feature_dim: int, num_items: int) -> ItemVarianceRidgeState:
     base = init_ridge(feature_dim)
     return ItemVarianceRidgeState(gram=base.gram, b=base.b, a_inv=base.a_inv, reg=base.reg,
-                                  num_updates=base.num_updates, var=jnp.zeros((num_items,), jnp.float32))
+                                  num_updates=base.num_updates, var=jnp.zeros((num_items,), jnp.float32),
+                                  theta=jnp.zeros((feature_dim,), jnp.float32))
 
 
 def acting_variances(state: ItemVarianceRidgeState, features: jax.Array, reg) -> jax.Array:
@@ -176,59 +179,69 @@ def acting_variances(state: ItemVarianceRidgeState, features: jax.Array, reg) ->
 
 def ridge_update_item_variances(state: ItemVarianceRidgeState, xs: jax.Array, rewards: jax.Array, reg,
                                 refactor_every, features: jax.Array) -> ItemVarianceRidgeState:
-    """:func:`ridge_update` that also keeps ``var`` for the fixed ``features`` f32[N, D]:
-    var_n -= (x_n . u)^2 / (1 + x.u) per rank-one update (u = A^-1 x), O(N D) instead of
-    the O(N D^2) recomputation; recomputed from the new inverse when it is re-factorised."""
+    """:func:`ridge_update` that also keeps ``var`` and ``theta`` for the fixed ``features``
+    f32[N, D]: per rank-one update (u = A^-1 x, c = 1 + x.u) var_n -= (x_n . u)^2 / c, O(N D)
+    instead of the O(N D^2) recomputation, and theta += u (r - x.theta) / c; both recomputed
+    from the new inverse when it is re-factorised."""
     # Before the first update a_inv is (state.reg I)^-1, so the variances are |x|^2 / state.reg.
     var0 = jnp.where(state.num_updates == 0, jnp.sum(features * features, axis=-1) / state.reg, state.var)
 
     def step(carry, xr):
-        gram, b, a_inv, var = carry
+        gram, b, a_inv, var, theta = carry
         x, r = xr
         u = a_inv @ x
         c = 1.0 + x @ u
-        # the same Sherman-Morrison form as sherman_morrison(), plus the K variance corrections
-        return (gram + jnp.outer(x, x), b + r * x, a_inv - jnp.outer(u, u) / c, var - jnp.square(features @ u) / c), None
+        # The same Sherman-Morrison form as sherman_morrison(), plus the N variance corrections.
+        # ``u @ features.T`` (not features @ u): under vmap the product comes out [S, N], no transpose.
+        return (gram + jnp.outer(x, x), b + r * x, a_inv - jnp.outer(u, u) / c,
+                var - jnp.square(u @ features.T) / c, theta + u * ((r - x @ theta) / c)), None
 
-    (gram, b, a_inv, var), _ = jax.lax.scan(step, (state.gram, state.b, state.a_inv, var0), (xs, rewards))
+    carry = (state.gram, state.b, state.a_inv, var0, state.theta)
+    (gram, b, a_inv, var, theta), _ = jax.lax.scan(step, carry, (xs, rewards))
     reg = clip_reg(reg)
     every = jnp.maximum(jnp.asarray(refactor_every, jnp.int32), 1)
     num_updates = state.num_updates + xs.shape[0]
     due = (num_updates // every != state.num_updates // every) | (reg != state.reg)
-    a_inv, var = refactor_variances_if_due(due, gram, reg, a_inv, features, var)
-    return ItemVarianceRidgeState(gram=gram, b=b, a_inv=a_inv, reg=reg, num_updates=num_updates, var=var)
+    a_inv, var, theta = refactor_variances_if_due(due, gram, reg, b, features, a_inv, var, theta)
+    return ItemVarianceRidgeState(gram=gram, b=b, a_inv=a_inv, reg=reg, num_updates=num_updates, var=var,
+                                  theta=theta)
+
+
+def _refreshed(gram, reg, b, features):
+    inv = ridge_inverse(gram, reg)
+    return inv, jnp.maximum(_quad_forms(features, inv), 0.0), inv @ b
 
 
 @jax.custom_batching.custom_vmap
-def refactor_variances_if_due(due, gram, reg, a_inv, features, var):
-    """``(ridge_inverse(gram, reg), quadratic_forms(features, it))`` if ``due`` else
-    ``(a_inv, var)``; like :func:`refactor_if_due`, a real branch also under vmap."""
-    def fresh():
-        inv = ridge_inverse(gram, reg)
-        return inv, jnp.maximum(_quad_forms(features, inv), 0.0)
-
-    return jax.lax.cond(due, fresh, lambda: (a_inv, var))
+def refactor_variances_if_due(due, gram, reg, b, features, a_inv, var, theta):
+    """``(A^-1, var, theta)`` recomputed from ``gram``, ``reg``, ``b`` if ``due``, else the
+    kept ones; like :func:`refactor_if_due`, a real branch also under vmap."""
+    return jax.lax.cond(due, lambda: _refreshed(gram, reg, b, features), lambda: (a_inv, var, theta))
 
 
 @refactor_variances_if_due.def_vmap
-def _refactor_variances_if_due_vmap(axis_size, in_batched, due, gram, reg, a_inv, features, var):
-    due_b, gram_b, reg_b, a_inv_b, f_b, var_b = in_batched
+def _refactor_variances_if_due_vmap(axis_size, in_batched, due, gram, reg, b, features, a_inv, var, theta):
+    in_batched = tuple(in_batched)
+    due_b, f_b = in_batched[0], in_batched[4]
 
     def full(x, batched):
         return x if batched else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
 
-    gram, reg, a_inv, var = full(gram, gram_b), full(reg, reg_b), full(a_inv, a_inv_b), full(var, var_b)
+    gram, reg, b, a_inv, var, theta = (full(x, bt) for x, bt in zip(
+        (gram, reg, b, a_inv, var, theta), (in_batched[1], in_batched[2], in_batched[3]) + in_batched[5:]))
     any_due = jnp.any(due) if due_b else due
 
     def refactor():
         inv = jax.vmap(ridge_inverse)(gram, reg)
         # fixed (unbatched) features: all the streams' forms are one GEMM (quadratic_forms' rule)
         fresh_var = jnp.maximum(jax.vmap(quadratic_forms, in_axes=(0 if f_b else None, 0))(features, inv), 0.0)
+        fresh_theta = jnp.einsum("sij,sj->si", inv, b)
         if not due_b:
-            return inv, fresh_var
-        return jnp.where(due[:, None, None], inv, a_inv), jnp.where(due[:, None], fresh_var, var)
+            return inv, fresh_var, fresh_theta
+        return (jnp.where(due[:, None, None], inv, a_inv), jnp.where(due[:, None], fresh_var, var),
+                jnp.where(due[:, None], fresh_theta, theta))
 
-    return jax.lax.cond(any_due, refactor, lambda: (a_inv, var)), (True, True)
+    return jax.lax.cond(any_due, refactor, lambda: (a_inv, var, theta)), (True, True, True)
 
 
 def ridge_merge(state: RidgeState, new_states: RidgeState) -> RidgeState:
@@ -279,9 +292,11 @@ def ridge_policy(spec, act, act_fixed=None):
     policy's own rule; init, the per-slot rank-one update with the shown items'
     features and rewards, and the merge (summed deltas, inverse recomputed) are shared.
 
-    ``act_fixed(key, state, obs, params, var)``: the rule given the items' variances
-    ``var`` f32[N] = x_n^T A^-1 x_n; with it the policy offers the ``fixed_features``
-    variant (state :class:`ItemVarianceRidgeState`, variances kept by rank-one updates).
+    ``act_fixed(key, state, obs, params, var)``: the rule given the kept
+    :class:`ItemVarianceRidgeState` (``state.theta`` = A^-1 b) and the items' variances
+    ``var`` f32[N] = x_n^T A^-1 x_n (the acting ones, see :func:`acting_variances`); with
+    it the policy offers the ``fixed_features`` variant (variances and theta kept by
+    rank-one updates).
     """
     from rec_jax.policies.base import Policy
 
@@ -308,8 +323,9 @@ def ridge_policy(spec, act, act_fixed=None):
                 return init_item_variances(spec.feature_dim, spec.num_items)
 
             def act_f(key, state, obs, params):
+                # state as kept: act_fixed reads theta (0 before any update) and the variances
                 var = acting_variances(state, obs.features.astype(jnp.float32), params.reg)
-                return act_fixed(key, acting_state(state, params.reg), obs, params, var)
+                return act_fixed(key, state, obs, params, var)
 
             def update_f(key, state, obs, action, reward, params):
                 del key

@@ -63,7 +63,9 @@ def make_linucb(spec: PolicySpec) -> Policy:
         return epsilon_ranked_slate(key, scores, obs.available, 0.0, k)
 
     def act_fixed(key, state, obs, params, var):
-        scores = ucb_scores(state.a_inv, state.b, obs.features.astype(jnp.float32), params.alpha, var)
+        # theta @ F^T, not F @ theta: under vmap the scores come out [S, N] with no transpose
+        mean = state.theta @ obs.features.astype(jnp.float32).T
+        scores = mean + jnp.maximum(jnp.asarray(params.alpha, jnp.float32), 0.0) * jnp.sqrt(jnp.maximum(var, 0.0))
         return epsilon_ranked_slate(key, scores, obs.available, 0.0, k)
 
     return _ridge.ridge_policy(spec, act, act_fixed)
