@@ -80,32 +80,39 @@ def _lengths(rng, shape: LogShape) -> np.ndarray:
 
 
 def _pairs(rng, shape: LogShape, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(users i64[M], items i64[M]) distinct pairs, user u holding lengths[u] of them, sorted."""
+    """(users i64[M], items i64[M]) distinct pairs, user u holding lengths[u] of them, sorted.
+
+    Rounds of popularity draws, each for the users still short of their length only, deduplicated
+    against those users' pairs (so a round costs what it draws, not the whole log), oversampling
+    more each round (heavy users exhaust the popular items); the surplus is trimmed at random.
+    """
     n = shape.num_items
     popularity = np.arange(1, n + 1, dtype=np.float64) ** -shape.skew
     popularity = 0.9 * popularity / popularity.sum() + 0.1 / n
     items_by_rank = rng.permutation(n)  # the popular items are scattered over the id range
-    keys = np.zeros(0, np.int64)
+    parts = []
+    have = np.zeros(shape.num_users, np.int64)
     if shape.item_floor:  # every item item_floor times, for random users drawn by their lengths
         floor_items = np.repeat(np.arange(n), shape.item_floor)
         owners = rng.choice(shape.num_users, size=floor_items.size, p=lengths / lengths.sum())
         keys = np.unique(owners * n + floor_items)
-    need = lengths.copy()
-    for _ in range(100):
-        have = np.bincount(keys // n, minlength=shape.num_users)
-        if shape.item_floor:  # the floor may give a user more than its length: drop the surplus rows
-            keys = _trim(rng, keys, have - lengths, n)
-            have = np.bincount(keys // n, minlength=shape.num_users)
+        keys = _trim(rng, keys, np.bincount(keys // n, minlength=shape.num_users) - lengths, n)
+        parts.append(keys)
+        have += np.bincount(keys // n, minlength=shape.num_users)
+    for factor in (1.1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128) + (256,) * 40:
         need = lengths - have
         if not need.any():
+            keys = np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
             return keys // n, keys % n
-        draw = np.ceil(need * 1.1 + 2).astype(np.int64)
-        users = np.repeat(np.arange(shape.num_users), draw)
-        fresh = users * n + items_by_rank[rng.choice(n, size=users.size, p=popularity)]
-        fresh = np.setdiff1d(np.unique(fresh), keys, assume_unique=True)
-        got = np.bincount(fresh // n, minlength=shape.num_users)
-        fresh = _trim(rng, fresh, got - need, n)  # at most ``need`` new pairs per user
-        keys = np.union1d(keys, fresh)
+        short = need > 0
+        users = np.repeat(np.arange(shape.num_users), np.ceil(need * factor + 2).astype(np.int64) * short)
+        fresh = np.unique(users * n + items_by_rank[rng.choice(n, size=users.size, p=popularity)])
+        if parts:  # against the pairs the short users already hold
+            held = np.concatenate([p[short[p // n]] for p in parts])
+            fresh = fresh[~np.isin(fresh, held, assume_unique=True)]
+        fresh = _trim(rng, fresh, np.bincount(fresh // n, minlength=shape.num_users) - need, n)
+        parts.append(fresh)
+        have += np.bincount(fresh // n, minlength=shape.num_users)
     raise RuntimeError(f"{shape.name}: could not draw distinct pairs for every user")
 
 
