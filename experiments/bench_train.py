@@ -14,7 +14,7 @@ Roofline keys (:mod:`rec_jax.roofline`), per optimizer step (``train_steps_per_s
 token, the output layer per loss position, backward = 2 x forward, Adam; bytes = the
 parameter and optimizer traffic), ``xla_*_per_step`` from XLA's ``cost_analysis()`` of ONE
 compiled step (dense loss path), the probed peaks, ``achieved_*``, ``roofline_fraction``,
-``cpu_model``. ``--roofline False`` skips the ~2 s of probes.
+``cpu_model``. ``--no-roofline`` skips the ~2 s of probes.
 """
 from __future__ import annotations
 
