@@ -129,9 +129,9 @@ def run(args: Config) -> dict:
         # compile on the first batch, then time ONE pass of each part
         jax.block_until_ready(evaluator.encode_fn(params, evaluator.encode_batches[0]))
         first = evaluator.encode(params)[0]
-        jax.block_until_ready((evaluator.rank_fn(params, first, *evaluator.batches[0]), evaluator.score_fn(params, first)))
+        jax.block_until_ready((evaluator._rank(params, [first]), evaluator._score(params, [first])))
         hs, encode_s = _timed(lambda: jax.block_until_ready(evaluator.encode(params)))
-        _, score_s = _timed(lambda: jax.block_until_ready([evaluator.score_fn(params, h) for h in hs]))
+        _, score_s = _timed(lambda: jax.block_until_ready(evaluator._score(params, hs)))
         ranked, rank_s = _timed(lambda: jax.block_until_ready(evaluator._rank(params, hs)))
         ndcg = float(np.mean(np.concatenate([np.asarray(m["unmasked/ndcg@10"]) for m, _ in ranked])[: evaluator.num_users]))
         out = {
