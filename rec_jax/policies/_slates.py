@@ -138,8 +138,18 @@ def _epsilon_argmax(key, v, mask, eps):
     return _finish(pick[None], probs[pick][None], probs[None], 0, 1)
 
 
+def _first_true(mask):
+    """``jnp.argmax(mask, axis=-1)`` of a bool mask (the first True; 0 where none), as a
+    plain min over an iota: XLA:CPU's (value, index) argmax reduction is the slower one
+    (the engine's batched act over [4096, 100]: 1.35 -> 1.14 ms a step, same picks)."""
+    n = mask.shape[-1]
+    iota = jax.lax.broadcasted_iota(jnp.int32, mask.shape, mask.ndim - 1)
+    first = jnp.min(jnp.where(mask, iota, n), axis=-1)
+    return jnp.where(first == n, 0, first)
+
+
 def _nth_true_scan(mask, j):
-    return jnp.argmax(jax.lax.associative_scan(jnp.add, mask.astype(jnp.int32), axis=-1) > j[..., None], axis=-1)
+    return _first_true(jax.lax.associative_scan(jnp.add, mask.astype(jnp.int32), axis=-1) > j[..., None])
 
 
 @jax.custom_batching.custom_vmap
@@ -147,14 +157,14 @@ def _nth_true(mask, j):
     """Index of the (j+1)-th True of ``mask`` bool[N] (j < #True). j = 0 (no ties, no
     exploration: the common case) is a plain argmax; under vmap the prefix count runs
     only when some stream of the batch needs it (branch on an unbatched predicate)."""
-    return jax.lax.cond(j == 0, lambda: jnp.argmax(mask), lambda: _nth_true_scan(mask, j))
+    return jax.lax.cond(j == 0, lambda: _first_true(mask), lambda: _nth_true_scan(mask, j))
 
 
 @_nth_true.def_vmap
 def _nth_true_vmap(axis_size, in_batched, mask, j):
     full = lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
     mask, j = full(mask, in_batched[0]), full(j, in_batched[1])
-    first = lambda: jnp.argmax(mask, axis=-1)
+    first = lambda: _first_true(mask)
     return jax.lax.cond(jnp.any(j > 0), lambda: _nth_true_scan(mask, j), first), True
 
 
