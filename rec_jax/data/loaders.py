@@ -1,14 +1,16 @@
 """Interaction loaders: GroupLens ``u.data`` / ``ratings.dat``, RecBole ``.inter``, CSV.
 
 All loaders return an ``Interactions`` in file order. Parsing is vectorized
-(``np.loadtxt`` on the selected columns); when it fails, the lines are rescanned
-in Python to report the first offending line and field as one ``DataError``,
+(``np.loadtxt`` on the file itself, then a count of every delimiter); when anything is
+irregular, the lines are rescanned in Python to report the first offending line and field
+as one ``DataError``,
 e.g. ``ratings.csv line 17: field 'timestamp' is 'abc', expected an integer``.
 Line numbers are 1-based and count the header and blank lines.
 """
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,18 +92,16 @@ def load_interactions(path: str | Path) -> Interactions:
 
 def load_udata(path: str | Path) -> Interactions:
     """GroupLens ML-100K ``u.data``: ``user\\titem\\trating\\ttimestamp``, no header."""
-    lines = _read_lines(path)
     cols = [_Column("user", 0, "int"), _Column("item", 1, "int"),
             _Column("rating", 2, "float"), _Column("timestamp", 3, "int")]
-    return _parse(path, lines, 0, "\t", 4, cols)
+    return _load(path, 0, "\t", 4, cols)
 
 
 def load_ratings_dat(path: str | Path) -> Interactions:
     """GroupLens ML-1M/10M ``ratings.dat``: ``user::item::rating::timestamp``, no header."""
-    lines = _read_lines(path)
     cols = [_Column("user", 0, "int"), _Column("item", 1, "int"),
             _Column("rating", 2, "float"), _Column("timestamp", 3, "int")]
-    return _parse(path, lines, 0, "::", 4, cols)
+    return _load(path, 0, "::", 4, cols)
 
 
 def load_inter(path: str | Path) -> Interactions:
@@ -110,8 +110,8 @@ def load_inter(path: str | Path) -> Interactions:
     Columns are found by name: ``user_id``, ``item_id`` (required, integer values),
     ``rating`` and ``timestamp`` (optional; a ``:float`` timestamp must hold integral values).
     """
-    lines = _read_lines(path)
-    header = lines[0].split("\t")
+    first = _first_line(path)
+    header = first.split("\t")
     names = {}
     for j, h in enumerate(header):
         base, _, typ = h.strip().partition(":")
@@ -125,7 +125,7 @@ def load_inter(path: str | Path) -> Interactions:
         j, typ = names[key]
         kind = "float" if field == "rating" else ("intfloat" if typ == "float" else "int")
         cols.append(_Column(field, j, kind, key))
-    return _parse(path, lines, 1, "\t", len(header), cols)
+    return _load(path, 1, "\t", len(header), cols)
 
 
 def load_csv(path: str | Path) -> Interactions:
@@ -135,8 +135,8 @@ def load_csv(path: str | Path) -> Interactions:
     ``movieId`` (its ``ratings.csv``) are accepted as aliases.
     Fields must not be quoted.
     """
-    lines = _read_lines(path)
-    header = [h.strip() for h in lines[0].split(",")]
+    first = _first_line(path)
+    header = [h.strip() for h in first.split(",")]
     aliases = {"user_id": "user", "item_id": "item", "userId": "user", "movieId": "item"}
     index = {aliases.get(h, h): j for j, h in enumerate(header)}
     cols = []
@@ -145,16 +145,91 @@ def load_csv(path: str | Path) -> Interactions:
             cols.append(_Column(field, index[field], kind, header[index[field]]))
         elif field != "rating":
             raise DataError(f"{path} line 1: header has no '{field}' column; "
-                            f"expected user,item,timestamp[,rating], got {lines[0]!r}")
-    return _parse(path, lines, 1, ",", len(header), cols)
+                            f"expected user,item,timestamp[,rating], got {first!r}")
+    return _load(path, 1, ",", len(header), cols)
 
 
-def _read_lines(path: str | Path) -> list[str]:
-    path = Path(path)
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if not path.is_file():
         raise DataError(f"{path}: not a file")
+
+
+def _first_line(path: str | Path) -> str:
+    """The first line (the header), after the file checks; a file of blank lines is empty."""
+    path = Path(path)
+    _check_file(path)
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = f.readline()
+        if not first.strip() and not any(line.strip() for line in f):
+            raise DataError(f"{path}: file is empty")
+    return first.rstrip("\r\n")
+
+
+def _load(path, skip: int, delim: str, num_fields: int, cols: list[_Column]) -> Interactions:
+    """:func:`_fast_parse`, or when it declines (any irregularity) the line-by-line :func:`_parse`,
+    which names the first bad line and field."""
+    path = Path(path)
+    _check_file(path)
+    fast = _fast_parse(path, skip, delim, num_fields, cols)
+    return fast if fast is not None else _parse(path, _read_lines(path), skip, delim, num_fields, cols)
+
+
+def _fast_parse(path: Path, skip: int, delim: str, num_fields: int, cols: list[_Column]):
+    """NumPy's C reader straight on the file (20 M rows: ~3 s, against ~19 s through Python lines),
+    or None when anything is irregular: an unparsable field, a missing column, a row with more
+    fields than the header (caught by counting every delimiter in the body), a non-integral
+    ``intfloat``, no rows, a byte that is not UTF-8. None sends the file to the located-error path.
+    """
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    body = data
+    for _ in range(skip):
+        body = body[body.find(b"\n") + 1:] if b"\n" in body else b""
+    source = path
+    npdelim = delim
+    if len(delim) > 1:  # loadtxt wants one character: ``::`` -> \x1f in memory
+        import io
+
+        source = io.StringIO(body.decode("utf-8").replace(delim, "\x1f"))
+        npdelim, skip = "\x1f", 0
+    order = np.argsort([c.index for c in cols])
+    cols_sorted = [cols[i] for i in order]
+    dtype = [(c.field, np.int64 if c.kind == "int" else np.float64) for c in cols_sorted]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data": the slow path says it in one line
+            table = np.loadtxt(source, delimiter=npdelim, dtype=dtype, usecols=[c.index for c in cols_sorted],
+                               comments=None, skiprows=skip, ndmin=1, encoding="utf-8")
+    except Exception:  # noqa: BLE001 - any failure: the slow path finds and names it
+        return None
+    m = len(table)
+    if m == 0 or body.count(delim.encode()) != m * (num_fields - 1):
+        return None
+    out = {}
+    for c in cols:
+        v = table[c.field]
+        if c.kind == "intfloat":
+            if not np.all(np.isfinite(v) & (v == np.floor(v))):
+                return None
+            v = v.astype(np.int64)
+        out[c.field] = v
+    return Interactions(
+        user=out["user"].astype(np.int64),
+        item=out["item"].astype(np.int64),
+        timestamp=out["timestamp"].astype(np.int64) if "timestamp" in out else np.zeros(m, np.int64),
+        rating=out["rating"].astype(np.float32) if "rating" in out else None,
+        source=str(path),
+    )
+
+
+def _read_lines(path: str | Path) -> list[str]:
+    path = Path(path)
+    _check_file(path)
     text = path.read_text(encoding="utf-8", errors="replace")
     lines = text.splitlines()
     if not any(line.strip() for line in lines):

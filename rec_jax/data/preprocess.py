@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rec_jax.data.errors import DataError
+from rec_jax.data.fast_ids import argsort_by_user_time, unique_inverse
 from rec_jax.data.loaders import Interactions
 
 
@@ -20,8 +21,8 @@ def kcore_filter(inter: Interactions, min_user: int = 5, min_item: int = 5) -> I
     """
     if min_user < 0 or min_item < 0:
         raise DataError(f"kcore_filter: min_user={min_user}, min_item={min_item}, expected >= 0")
-    _, user = np.unique(inter.user, return_inverse=True)
-    _, item = np.unique(inter.item, return_inverse=True)
+    _, user = unique_inverse(inter.user)
+    _, item = unique_inverse(inter.item)
     keep = np.ones(len(inter), bool)
     while True:
         u_cnt = np.bincount(user[keep], minlength=user.max(initial=-1) + 1)
@@ -100,9 +101,9 @@ def build_sequences(inter: Interactions) -> SequenceData:
     """
     if len(inter) == 0:
         raise DataError(f"{inter.source}: no interactions")
-    raw_users, user = np.unique(inter.user, return_inverse=True)
-    raw_items, item = np.unique(inter.item, return_inverse=True)
-    order = np.lexsort((np.arange(len(inter)), inter.timestamp, user))
+    raw_users, user = unique_inverse(inter.user)
+    raw_items, item = unique_inverse(inter.item)
+    order = argsort_by_user_time(user, inter.timestamp)  # by user, time, then file position
     counts = np.bincount(user, minlength=len(raw_users))
     offsets = np.zeros(len(raw_users) + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 
 from rec_jax.data.errors import DataError
+from rec_jax.data.fast_ids import sorted_unique
 from rec_jax.data.preprocess import SequenceData
 
 
@@ -116,7 +117,7 @@ def seen_csr(users: np.ndarray, items: np.ndarray, num_users: int, num_items: in
     users = np.asarray(users, np.int64)
     items = np.asarray(items, np.int64)
     keep = items > 0
-    keys = np.unique(users[keep] * (num_items + 1) + items[keep])
+    keys = sorted_unique(users[keep] * (num_items + 1) + items[keep])
     row = keys // (num_items + 1)
     offsets = np.zeros(num_users + 1, np.int64)
     np.cumsum(np.bincount(row, minlength=num_users), out=offsets[1:])
