@@ -8,7 +8,10 @@ randomly initialised SASRec (width ``dim``) are ranked by :class:`rec_jax.train.
 matmul_s: the median of a jitted ``[B, D] x [D, N+1]`` score matmul over the same user batches
 (reduced to a scalar per batch so XLA cannot skip it), timed in the same process.
 ratio = rank_s / matmul_s; matmul_1024_s / ratio_vs_1024: the same matmul in batches of 1024 users.
-peak_rss_mb is the whole process's.
+peak_rss_mb is the whole process's. Roofline keys (:mod:`rec_jax.roofline`) per user ranked
+(``users / rank_s``): :func:`rec_jax.train.step_cost.ranking_cost` (2D(N+1) FLOPs; the table read
+once per batch), XLA's ``cost_analysis()`` of one compiled batch divided by its users, the probed
+peaks, ``roofline_fraction``.
 """
 from __future__ import annotations
 
@@ -38,19 +41,7 @@ class Config:
     encode_batch_size: int = 128  # users per encoder call
     repeats: int = 3  # warm passes timed (medians; at least 3)
     seed: int = 0  # data and parameter seed
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or platform's processor string)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
+    roofline: bool = True  # probe the machine's peak GFLOP/s and GB/s (~2 s) for roofline_fraction
 
 
 def random_eval_arrays(users: int, items: int, max_len: int, min_len: int, seed: int):
@@ -89,6 +80,22 @@ def matmul_seconds(table, hs, repeats: int) -> float:
     return float(np.median(times))
 
 
+def ranking_roofline(evaluator, params, hs, rank_s: float, probe: bool = True) -> dict:
+    """The roofline keys of a ranking pass of ``evaluator`` (users encoded in ``hs``) that took ``rank_s``."""
+    from rec_jax import roofline
+    from rec_jax.train.step_cost import ranking_cost
+
+    dim = int(hs[0].shape[1])
+    flops, nbytes, how = ranking_cost(evaluator.num_items, dim, evaluator.batch_size)
+    targets, seen = evaluator.batches[0]
+    xla = roofline.xla_cost(evaluator.rank_fn, params, hs[0], targets, seen, evaluator.split_fn(params))
+    per_user = {k: None if v is None else v / evaluator.batch_size for k, v in xla.items()}
+    peaks = roofline.measure_peaks() if probe else {"peak_gflop_s": None, "peak_gb_s": None}
+    return roofline.roofline_fields(evaluator.num_users / rank_s, flops, nbytes, how, peaks["peak_gflop_s"],
+                                    peaks["peak_gb_s"], xla_flops_per_step=per_user["flops"],
+                                    xla_bytes_per_step=per_user["bytes"])
+
+
 def main(args: Config) -> dict:
     import jax
 
@@ -117,7 +124,8 @@ def main(args: Config) -> dict:
         "batch_size": evaluator.batch_size, "encode_batch_size": args.encode_batch_size,
         "matmul_s": matmul_s, "matmul_1024_s": matmul_1024_s, **timing, "ratio": timing["rank_s"] / matmul_s,
         "ratio_vs_1024": timing["rank_s"] / matmul_1024_s,
-        "peak_rss_mb": peak_rss_mb(), "cpu_model": cpu_model(),
+        "peak_rss_mb": peak_rss_mb(),
+        **ranking_roofline(evaluator, params, hs, timing["rank_s"], args.roofline),
     }
     print(json.dumps(out))
     return out

@@ -18,7 +18,10 @@ Writes a synthetic log in the data set's own layout (:mod:`rec_jax.data.scale_lo
 * one full-ranking pass over the test users (``--eval-users`` caps them): ``encode_s``, ``score_s``
   (a scoring-only pass, the matmul floor), ``rank_s`` (:class:`~rec_jax.train.evaluate.Evaluator`,
   compiled on the first batch, then one timed pass each), ``eval_s`` = encode_s + rank_s;
-* ``peak_rss_mb`` of the whole process, the sizes after filtering, ``cpu_model``.
+* ``peak_rss_mb`` of the whole process, the sizes after filtering, ``cpu_model``;
+* roofline keys (:mod:`rec_jax.roofline`) of a training step (``train_*``:
+  :func:`rec_jax.train.step_cost.train_step_cost`) and of ranking one user (``rank_*``:
+  :func:`rec_jax.train.step_cost.ranking_cost`, XLA's count of one compiled batch beside it).
 
 The log is written to ``--workdir`` (default: a temporary directory, removed at the end);
 ``write_s`` is reported but is not part of any target.
@@ -58,6 +61,8 @@ class Config:
     encode_batch_size: int = 128  # users per encoder call
     chunk_size: int = 8192  # items per ranking chunk (and per ce_chunked chunk)
     workdir: str = ""  # where the log is written (kept); "" = a temporary directory, removed
+    reuse_log: bool = False  # with --workdir: read the log already there (same shape and seed) instead of writing it
+    roofline: bool = True  # probe the machine's peaks (~2 s): train_* and rank_* roofline keys
     seed: int = 0
 
 
@@ -72,12 +77,15 @@ def run(args: Config) -> dict:
     import numpy as np
 
     from rec_jax.data import build_sequences, eval_arrays, kcore_filter, leave_one_out, load_interactions, make_windows
+    from experiments.bench_ranking import ranking_roofline
+    from rec_jax import roofline
     from rec_jax.data.scale_logs import get_shape, write_log
     from rec_jax.models import make_model
     from rec_jax.roofline import cpu_model
     from rec_jax.train.config import TrainConfig, model_config
     from rec_jax.train.evaluate import Evaluator
     from rec_jax.train.run import peak_rss_mb
+    from rec_jax.train.step_cost import train_step_cost
     from rec_jax.train.trainer import init_train_state, item_counts, make_train_epoch
 
     if not 0 < args.epoch_fraction <= 1:
@@ -89,7 +97,11 @@ def run(args: Config) -> dict:
                          "use ce_chunked, sampled_softmax or gbce")
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix=f"bench_scale_{shape.name}_"))
     try:
-        path, write_s = _timed(write_log, shape, workdir, args.seed)
+        path = workdir / shape.file_name
+        if args.reuse_log and args.workdir and path.is_file():
+            write_s = 0.0
+        else:
+            path, write_s = _timed(write_log, shape, workdir, args.seed)
         inter, load_s = _timed(load_interactions, path)
         num_rows = len(inter)
 
@@ -120,6 +132,7 @@ def run(args: Config) -> dict:
         compiled, compile_s = _timed(lambda: epoch_fn.lower(state, seq, mask, epoch_key, step_key).compile())
         (state, train_loss), part_s = _timed(lambda: jax.block_until_ready(compiled(state, seq, mask, epoch_key, step_key)))
         steps = -(-take // args.batch_size)
+        targets_per_step = float(np.asarray(mask).sum()) / steps
 
         if args.eval_users:
             test = test.take(slice(0, min(args.eval_users, test.num_users)))
@@ -133,6 +146,11 @@ def run(args: Config) -> dict:
         hs, encode_s = _timed(lambda: jax.block_until_ready(evaluator.encode(params)))
         _, score_s = _timed(lambda: jax.block_until_ready(evaluator._score(params, hs)))
         ranked, rank_s = _timed(lambda: jax.block_until_ready(evaluator._rank(params, hs)))
+        peaks = roofline.measure_peaks() if args.roofline else {"peak_gflop_s": None, "peak_gb_s": None}
+        num_params = sum(x.size for x in jax.tree.leaves(params))
+        flops, nbytes, how = train_step_cost(config, seqs.num_items, args.batch_size, targets_per_step, num_params)
+        train_roof = roofline.roofline_fields(steps / part_s, flops, nbytes, how, peaks["peak_gflop_s"], peaks["peak_gb_s"])
+        rank_roof = ranking_roofline(evaluator, params, hs, rank_s, probe=args.roofline)
         ndcg = float(np.mean(np.concatenate([np.asarray(m["unmasked/ndcg@10"]) for m, _ in ranked])[: evaluator.num_users]))
         out = {
             "shape": shape.name, "scale": args.scale, "file": shape.file_name, "raw_rows": num_rows,
@@ -148,6 +166,9 @@ def run(args: Config) -> dict:
             "eval_users": evaluator.num_users, "encode_s": encode_s, "score_s": score_s, "rank_s": rank_s,
             "eval_s": encode_s + rank_s, "test_ndcg@10_after_fraction": ndcg,
             "peak_rss_mb": peak_rss_mb(), "cpu_model": cpu_model(), "device": jax.devices()[0].platform,
+            "log_reused": write_s == 0.0,
+            **{f"train_{k}": v for k, v in train_roof.items() if k not in ("cpu_model", "device")},
+            **{f"rank_{k}": v for k, v in rank_roof.items() if k not in ("cpu_model", "device")},
         }
     finally:
         if not args.workdir:

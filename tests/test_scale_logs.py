@@ -61,7 +61,7 @@ def test_bench_scale_tiny_run(tmp_path, capsys):
 
     code = cli(["--shape", "ml1m", "--scale", "0.01", "--max-len", "8", "--dim", "8", "--batch-size", "16",
                 "--epoch-fraction", "0.5", "--eval-users", "40", "--eval-batch-size", "16",
-                "--workdir", str(tmp_path)])
+                "--workdir", str(tmp_path), "--no-roofline"])
     assert code == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     shape = get_shape("ml1m", 0.01)
@@ -70,4 +70,5 @@ def test_bench_scale_tiny_run(tmp_path, capsys):
     assert out["epoch_s"] == pytest.approx(out["trained_s"] * out["num_windows"] / out["trained_windows"])
     for key in ("load_s", "preprocess_s", "epoch_s", "eval_s", "encode_s", "score_s", "rank_s", "peak_rss_mb"):
         assert out[key] > 0, key
+    assert out["rank_flops_per_step"] == 2 * 8 * (out["num_items"] + 1) and out["train_flops_per_step"] > 0
     assert np.isfinite(out["train_loss"]) and 0 <= out["test_ndcg@10_after_fraction"] <= 1

@@ -115,3 +115,17 @@ def xla_train_step(model, config, params, windows, target_mask, item_counts=None
         return optax.apply_updates(params, updates), opt_state, loss
 
     return xla_cost(step, params, tx.init(params), jax.random.key(0), windows, target_mask)
+
+
+def ranking_cost(num_items: int, dim: int, users_per_batch: int) -> tuple[float, float, str]:
+    """(flops, bytes, how) of ranking ONE user over all N+1 columns (the full-ranking pass).
+
+    The minimal algorithm scores every column once, 2 D (N + 1) FLOPs (the comparisons and the
+    running top-k are O(N) and left out); its unavoidable traffic is the output table and bias,
+    read once per batch of ``users_per_batch`` users, (N + 1)(D + 1) words / B, plus the user's
+    state, D words. Scores stay in cache chunk by chunk, so they are not counted.
+    """
+    flops = 2.0 * dim * (num_items + 1)
+    nbytes = 4.0 * ((num_items + 1) * (dim + 1) / max(1, users_per_batch) + dim)
+    return flops, nbytes, ("analytic: 2D(N+1) score FLOPs per user; the table read once per batch of "
+                           f"{users_per_batch} users plus the user's state (rec_jax.train.step_cost.ranking_cost)")
