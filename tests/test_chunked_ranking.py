@@ -105,10 +105,13 @@ def test_grouped_running_top_equals_lax_top_k():
     np.testing.assert_array_equal(np.asarray(got_i), want_i)
 
 
-def test_chunked_grouped_path_equals_dense():
-    """Chunks large enough for the grouped top-k (small Ks), ties and NaNs: ranks as target_rank's."""
+def test_chunked_grouped_path_equals_dense(monkeypatch):
+    """The grouped top-k's path (forced on small chunks), ties and NaNs: ranks as target_rank's."""
     from rec_jax.eval.ranking import metrics_from_rank, target_rank
+    from rec_jax.train import evaluate
     from rec_jax.train.evaluate import _group_size, chunked_rank
+
+    monkeypatch.setattr(evaluate, "GROUPED_TOP_MIN_CHUNK", 0)
 
     rng = np.random.default_rng(2)
     users, items, chunk, ks = 9, 300, 128, (1, 3)
