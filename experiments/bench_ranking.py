@@ -10,7 +10,8 @@ matmul_s: the median of a jitted ``[B, D] x [D, N+1]`` score matmul over the sam
 ratio = rank_s / matmul_s; matmul_1024_s / ratio_vs_1024: the same matmul in batches of 1024 users.
 peak_rss_mb is the whole process's. Roofline keys (:mod:`rec_jax.roofline`) per user ranked
 (``users / rank_s``): :func:`rec_jax.train.step_cost.ranking_cost` (2D(N+1) FLOPs; the table read
-once per batch), XLA's ``cost_analysis()`` of one compiled batch divided by its users, the probed
+once per batch), XLA's ``cost_analysis()`` of one compiled batch times its chunks (the scan's body is counted once)
+divided by its users, the probed
 peaks, ``roofline_fraction``.
 """
 from __future__ import annotations
@@ -89,7 +90,9 @@ def ranking_roofline(evaluator, params, hs, rank_s: float, probe: bool = True) -
     flops, nbytes, how = ranking_cost(evaluator.num_items, dim, evaluator.batch_size)
     targets, seen = evaluator.batches[0]
     xla = roofline.xla_cost(evaluator.rank_fn, params, hs[0], targets, seen, evaluator.split_fn(params))
-    per_user = {k: None if v is None else v / evaluator.batch_size for k, v in xla.items()}
+    # cost_analysis counts a scan's body once: times the chunks, per user
+    num_chunks = evaluator.num_chunks
+    per_user = {k: None if v is None else v * num_chunks / evaluator.batch_size for k, v in xla.items()}
     peaks = roofline.measure_peaks() if probe else {"peak_gflop_s": None, "peak_gb_s": None}
     return roofline.roofline_fields(evaluator.num_users / rank_s, flops, nbytes, how, peaks["peak_gflop_s"],
                                     peaks["peak_gb_s"], xla_flops_per_step=per_user["flops"],

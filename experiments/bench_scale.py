@@ -17,7 +17,7 @@ Writes a synthetic log in the data set's own layout (:mod:`rec_jax.data.scale_lo
   shapes, gBCE (k=256, t=0.75) for catalog1m unless ``--loss`` says otherwise;
 * one full-ranking pass over the test users (``--eval-users`` caps them): ``encode_s``, ``score_s``
   (a scoring-only pass, the matmul floor), ``rank_s`` (:class:`~rec_jax.train.evaluate.Evaluator`,
-  compiled on the first batch, then one timed pass each), ``eval_s`` = encode_s + rank_s;
+  compiled for every batch shape first, then one timed pass each), ``eval_s`` = encode_s + rank_s;
 * ``peak_rss_mb`` of the whole process, the sizes after filtering, ``cpu_model``;
 * roofline keys (:mod:`rec_jax.roofline`) of a training step (``train_*``:
   :func:`rec_jax.train.step_cost.train_step_cost`) and of ranking one user (``rank_*``:
@@ -139,10 +139,16 @@ def run(args: Config) -> dict:
         evaluator = Evaluator(model, test, args.eval_batch_size, chunk_size=args.chunk_size,
                               encode_batch_size=args.encode_batch_size)
         params = state.params
-        # compile on the first batch, then time ONE pass of each part
+        # compile once per distinct batch shape (the seen lists' widths are bucketed to powers of two),
+        # then time ONE pass of each part
         jax.block_until_ready(evaluator.encode_fn(params, evaluator.encode_batches[0]))
         first = evaluator.encode(params)[0]
-        jax.block_until_ready((evaluator._rank(params, [first]), evaluator._score(params, [first])))
+        split = evaluator.split_fn(params)
+        widths = {}
+        for targets, seen in evaluator.batches:
+            widths.setdefault(seen.shape, (targets, seen))
+        jax.block_until_ready([evaluator.rank_fn(params, first, t, s, split) for t, s in widths.values()])
+        jax.block_until_ready(evaluator._score(params, [first]))
         hs, encode_s = _timed(lambda: jax.block_until_ready(evaluator.encode(params)))
         _, score_s = _timed(lambda: jax.block_until_ready(evaluator._score(params, hs)))
         ranked, rank_s = _timed(lambda: jax.block_until_ready(evaluator._rank(params, hs)))

@@ -320,6 +320,7 @@ class Evaluator:
         rank = make_rank_fn(model, num_items, chunk_size, ks, self.top_k)
         self.rank_fn = jax.jit(rank)
         self.split_fn = jax.jit(lambda params: output_chunks(model, params, num_items, chunk_size))
+        self.num_chunks = _chunk_plan(num_items + 1, chunk_size)[0]
 
         def score_only(params, h, split=None):
             fn, chunks, num_chunks, _ = chunk_source(model, params, h, num_items, chunk_size, split)
