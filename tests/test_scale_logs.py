@@ -55,6 +55,7 @@ def test_unknown_shape_is_one_line():
         get_shape("ml30m")
 
 
+@pytest.mark.slow  # ~10 s: a training epoch and a ranking pass compiled
 def test_bench_scale_tiny_run(tmp_path, capsys):
     """The benchmark's plumbing end to end on a tiny ml1m-shaped log (the figures are the script's job)."""
     from experiments.bench_scale import cli
