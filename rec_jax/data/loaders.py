@@ -218,11 +218,16 @@ def _fast_parse(path: Path, skip: int, delim: str, num_fields: int, cols: list[_
                 return None
             v = v.astype(np.int64)
         out[c.field] = v
+    return _interactions(out, m, path)
+
+
+def _interactions(columns: dict, m: int, path) -> Interactions:
+    """The parsed ``columns`` ({"user": ..., "item": ..., ["timestamp"], ["rating"]}) of m rows."""
     return Interactions(
-        user=out["user"].astype(np.int64),
-        item=out["item"].astype(np.int64),
-        timestamp=out["timestamp"].astype(np.int64) if "timestamp" in out else np.zeros(m, np.int64),
-        rating=out["rating"].astype(np.float32) if "rating" in out else None,
+        user=columns["user"].astype(np.int64),
+        item=columns["item"].astype(np.int64),
+        timestamp=columns["timestamp"].astype(np.int64) if "timestamp" in columns else np.zeros(m, np.int64),
+        rating=columns["rating"].astype(np.float32) if "rating" in columns else None,
         source=str(path),
     )
 
@@ -277,13 +282,7 @@ def _parse(path, lines: list[str], skip: int, delim: str, num_fields: int,
             v = v.astype(np.int64)
         out[c.field] = v
     m = len(rows)
-    return Interactions(
-        user=out["user"].astype(np.int64),
-        item=out["item"].astype(np.int64),
-        timestamp=out["timestamp"].astype(np.int64) if "timestamp" in out else np.zeros(m, np.int64),
-        rating=out["rating"].astype(np.float32) if "rating" in out else None,
-        source=str(path),
-    )
+    return _interactions(out, m, path)
 
 
 def _raise_first_bad_field(path, lines, line_no, delim, cols, err: Exception):
