@@ -69,6 +69,8 @@ BAD = [
     ("u.data", "1\t2\t3\t4\n1\t2\t3\n", ["line 2", "expected 4 fields", "got 3"]),
     ("u.data", "1\t2\t3\t4\n1\t2\t3\t4\t5\n", ["line 2", "expected 4 fields", "got 5"]),  # the C reader ignores it
     ("ratings.dat", "1::2::3::4\n5::6::7::8::9\n", ["line 2", "expected 4 fields", "got 5"]),
+    ("ml-1m.txt", "1 2\n1 3\n2 x\n", ["line 3", "'item'", "'x'", "an integer"]),
+    ("ml-1m.txt", "1 2\n1 3 4\n", ["line 2", "expected 2 fields", "got 3"]),
     ("ratings.dat", "1::2::3::4\n5::6::7::8\n9::1::2::yesterday\n", ["line 3", "'timestamp'", "'yesterday'"]),
     ("x.inter", "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t3.5\n", ["line 2", "'timestamp'", "'3.5'", "integer value"]),
     ("x.inter", "user_id:token\titem_id:token\n1\t2\nu7\t3\n", ["line 3", "'user_id'", "'u7'", "an integer"]),
@@ -125,3 +127,18 @@ def test_clean_files_take_the_c_reader_and_match_the_line_parser(tmp_path, monke
     for field in ("user", "item", "timestamp", "rating"):
         np.testing.assert_array_equal(getattr(fast, field), getattr(ref, field), err_msg=field)
     _check(fast, rows, True)
+
+
+def test_user_item_txt_keeps_file_order_as_time(tmp_path):
+    """SASRec's ``user item`` lines: each user's sequence is its lines in file order (ids not sorted)."""
+    from rec_jax.data import build_sequences
+
+    pairs = [(2, 30), (1, 20), (2, 10), (1, 50), (2, 20), (1, 10)]
+    p = tmp_path / "ml-1m.txt"
+    p.write_text("".join(f"{u} {i}\n" for u, i in pairs))
+    inter = load_interactions(p)
+    np.testing.assert_array_equal(inter.user, [u for u, _ in pairs])
+    np.testing.assert_array_equal(inter.item, [i for _, i in pairs])
+    seqs = build_sequences(inter)
+    raw = seqs.raw_item_ids
+    assert [list(raw[seqs.seq(u)]) for u in range(2)] == [[20, 50, 10], [30, 10, 20]]

@@ -15,7 +15,7 @@ from rec_jax.data.batching import Windows, batch_indices, make_windows
 from rec_jax.data.errors import DataError
 from rec_jax.data.fetch import data_home, dataset_dir, fetch, interaction_file, is_fetched, safe_extract
 from rec_jax.data.loaders import (Interactions, load_csv, load_inter, load_interactions, load_ratings_dat,
-                                  load_udata)
+                                  load_udata, load_user_item)
 from rec_jax.data.obd import BanditLog, load_bts_prior, load_obd
 from rec_jax.data.preprocess import SequenceData, build_sequences, kcore_filter
 from rec_jax.data.splits import EvalArrays, LOOSplit, eval_arrays, kfold_users, leave_one_out
@@ -25,7 +25,8 @@ __all__ = [
     "BanditLog", "DataError", "EvalArrays", "Interactions", "LOOSplit", "SequenceData", "SyntheticTruth", "Windows",
     "batch_indices", "build_sequences", "data_home", "dataset_dir", "eval_arrays", "fetch", "interaction_file",
     "is_fetched", "kcore_filter", "kfold_users", "leave_one_out", "load", "load_bts_prior", "load_csv", "load_inter",
-    "load_interactions", "load_log", "load_obd", "load_ratings_dat", "load_udata", "make_windows", "safe_extract",
+    "load_interactions", "load_log", "load_obd", "load_ratings_dat", "load_udata", "load_user_item", "make_windows",
+    "safe_extract",
     "synthetic_interactions",
 ]
 

@@ -74,7 +74,8 @@ def load_interactions(path: str | Path) -> Interactions:
 
     ``*.inter`` RecBole atomic file; ``*.dat`` (``ratings.dat``) ``::``-separated
     user::item::rating::timestamp; ``*.csv`` with header ``user,item,timestamp[,rating]``;
-    ``u.data`` / ``*.data`` / ``*.tsv`` tab-separated user item rating timestamp, no header.
+    ``u.data`` / ``*.data`` / ``*.tsv`` tab-separated user item rating timestamp, no header;
+    ``*.txt`` the SASRec / BERT4Rec repositories' ``user item`` pairs.
     """
     path = Path(path)
     name = path.name
@@ -86,8 +87,10 @@ def load_interactions(path: str | Path) -> Interactions:
         return load_csv(path)
     if name.endswith(".data") or name.endswith(".tsv"):
         return load_udata(path)
+    if name.endswith(".txt"):
+        return load_user_item(path)
     raise DataError(f"{path}: unknown interaction file format; expected u.data, ratings.dat, "
-                    "*.inter (RecBole) or *.csv (user,item,timestamp[,rating])")
+                    "*.inter (RecBole), *.csv (user,item,timestamp[,rating]) or *.txt (user item)")
 
 
 def load_udata(path: str | Path) -> Interactions:
@@ -95,6 +98,14 @@ def load_udata(path: str | Path) -> Interactions:
     cols = [_Column("user", 0, "int"), _Column("item", 1, "int"),
             _Column("rating", 2, "float"), _Column("timestamp", 3, "int")]
     return _load(path, 0, "\t", 4, cols)
+
+
+def load_user_item(path: str | Path) -> Interactions:
+    """The SASRec / BERT4Rec repositories' ``user item`` format: one space-separated pair a line,
+    integer ids, no header, no timestamp; within a user, file order is time order. The timestamps
+    are all 0, so :func:`rec_jax.data.build_sequences` (ties in file order) keeps that order."""
+    cols = [_Column("user", 0, "int"), _Column("item", 1, "int")]
+    return _load(path, 0, " ", 2, cols)
 
 
 def load_ratings_dat(path: str | Path) -> Interactions:
