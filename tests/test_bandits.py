@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from experiments import bandits
 from rec_jax.tensorboard import read_scalars
@@ -12,6 +13,7 @@ from rec_jax.tensorboard import read_scalars
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # ~17 s: the study's whole pipeline (CI's second step runs it)
 def test_bandits_end_to_end_tiny(tmp_path):
     out = tmp_path / "run"
     argv = ["--data", "synthetic", "--out", str(out), "--seeds", "2", "--steps", "6", "--streams", "2",

@@ -139,6 +139,7 @@ def test_chunked_ce_equals_full_ce_value_and_gradient(chunk):
         assert f"f32[{B * L},{N + 1}]" not in text and f"f32[{B * L},{padded}]" not in text
 
 
+@pytest.mark.slow  # ~17 s: four value-and-grad compilations of a SASRec
 def test_trainer_wires_the_new_losses():
     from rec_jax.models import make_model
     from rec_jax.train.config import get_preset, model_config
