@@ -59,6 +59,7 @@ def test_fast_slate_distribution_and_propensities_are_exact(draws):
         np.testing.assert_allclose(np.prod(pr), _exact(s), rtol=1e-5)
 
 
+@pytest.mark.slow  # ~17 s: every slate policy through both builders (CI's second step runs it)
 def test_fast_slate_propensities_equal_the_general_builder():
     """Every slot of 20 fast slates: the reported propensity equals the closed form and
     the general builder's single-pick distribution (policy.act on the items left) at
