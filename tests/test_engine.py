@@ -185,7 +185,7 @@ def test_obs_batching_is_read_from_the_program_and_batching_errors_propagate():
     is per-stream, as JAX's own vmap batches them. A genuine error while batching a
     simulator's step (a custom_vmap rule raising ValueError) is not taken for
     "batched": the obs leaves stay unbatched and the error propagates from the run."""
-    from rec_jax.online.engine import _obs_axes, _traced_once
+    from rec_jax.online.obs_batching import obs_axes as _obs_axes, traced_once as _traced_once
 
     def fn(key, state, params):
         p = params.sum()

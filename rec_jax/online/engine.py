@@ -45,8 +45,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from jax.extend import core as jax_core
 
+from rec_jax.online.obs_batching import abstract as _abstract
+from rec_jax.online.obs_batching import obs_axes as _obs_axes
+from rec_jax.online.obs_batching import one_stream as _one_stream
+from rec_jax.online.obs_batching import traced_once as _traced_once
 from rec_jax.policies.base import Observation, Policy, PolicySpec
 from rec_jax.sim.base import Simulator
 
@@ -299,103 +302,6 @@ def make_run(
         _call_validator(validate_env_params, env_params, "env params", sim=sim, slate_size=config.slate_size)
 
     return Run(init_run=init_run, run_chunk=run_chunk, run=run, validate=validate, config=config, spec=spec)
-
-
-def _abstract(tree: Any) -> Any:
-    def one(x):
-        if hasattr(x, "shape") and hasattr(x, "dtype"):
-            return jax.ShapeDtypeStruct(x.shape, x.dtype)
-        return jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))
-
-    return jax.tree.map(one, tree)
-
-
-def _one_stream(x: jax.Array) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
-
-
-def _traced_once(fn: Callable, *abstract_args: Any) -> tuple[Callable, Any]:
-    """Trace ``fn`` once at the given (one-stream) shapes; return a function that
-    replays the traced program (so probing and vmapping it do not retrace ``fn``)
-    and the output shapes."""
-    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*abstract_args)
-    flat_fn = jax_core.jaxpr_as_fun(closed)
-    out_tree = jax.tree.structure(out_shape)
-
-    def replay(*args):
-        return jax.tree.unflatten(out_tree, flat_fn(*jax.tree.leaves(args)))
-
-    replay.jaxpr = closed  # what _obs_axes reads
-    return replay, out_shape
-
-
-def _obs_axes(fn: Callable, in_axes: tuple, args: tuple, obs_shape: Any) -> Any:
-    """Per leaf of the obs that ``fn`` (from :func:`_traced_once`) returns first under
-    ``vmap(fn, in_axes)(*args)``: None when it depends on unbatched inputs only, else 0.
-
-    Decided on the traced program (:func:`_depends_on`), without running vmap: an
-    error while batching the simulator surfaces where the engine vmaps it."""
-    in_batched = [axis is not None for axis, arg in zip(in_axes, args) for _ in jax.tree.leaves(arg)]
-    jaxpr = fn.jaxpr.jaxpr
-    if len(in_batched) != len(jaxpr.invars):
-        raise ValueError(f"_obs_axes: {len(in_batched)} input leaves for a program of {len(jaxpr.invars)} inputs")
-    out_batched = _depends_on(jaxpr, in_batched)
-    treedef = jax.tree.structure(obs_shape)
-    return jax.tree.unflatten(treedef, [0 if b else None for b in out_batched[: treedef.num_leaves]])
-
-
-def _depends_on(jaxpr: Any, in_flags: list[bool]) -> list[bool]:
-    """Per output of ``jaxpr`` (a jax.extend.core.Jaxpr): does it depend on an input
-    flagged in ``in_flags``? What vmap would batch: an equation's outputs depend on the
-    flagged inputs when any of its inputs does, except where the dependency can be
-    read more finely and vmap reads it the same way -- calls (jit, custom_jvp/vjp,
-    checkpoint), ``cond`` with an unflagged index, and the carries of ``scan`` and
-    ``while`` (to a fixed point). Custom vmap rules decide their own batching, so a
-    flagged input flags all their outputs."""
-    flags = dict(zip(jaxpr.invars, in_flags))
-
-    def get(v) -> bool:
-        return False if isinstance(v, jax_core.Literal) else flags.get(v, False)
-
-    for eqn in jaxpr.eqns:
-        ins = [get(v) for v in eqn.invars]
-        outs = _eqn_depends_on(eqn, ins) if any(ins) else [False] * len(eqn.outvars)
-        flags.update(zip(eqn.outvars, outs))
-    return [get(v) for v in jaxpr.outvars]
-
-
-def _eqn_depends_on(eqn: Any, ins: list[bool]) -> list[bool]:
-    name, params, everything = eqn.primitive.name, eqn.params, [True] * len(eqn.outvars)
-    if name == "cond":
-        if ins[0]:  # a flagged index: vmap selects between all branches
-            return everything
-        branch_outs = [_depends_on(branch.jaxpr, ins[1:]) for branch in params["branches"]]
-        return [any(col) for col in zip(*branch_outs)]
-    if name == "scan":
-        body, n_consts, n_carry = params["jaxpr"].jaxpr, params["num_consts"], params["num_carry"]
-        consts, carry, xs = ins[:n_consts], ins[n_consts:n_consts + n_carry], ins[n_consts + n_carry:]
-        while True:
-            out = _depends_on(body, consts + carry + xs)
-            new_carry = [c or o for c, o in zip(carry, out[:n_carry])]
-            if new_carry == carry:
-                return carry + out[n_carry:]
-            carry = new_carry
-    if name == "while":
-        nc, nb = params["cond_nconsts"], params["body_nconsts"]
-        cond_consts, body_consts, carry = ins[:nc], ins[nc:nc + nb], ins[nc + nb:]
-        while True:
-            if _depends_on(params["cond_jaxpr"].jaxpr, cond_consts + carry)[0]:
-                return everything  # a flagged predicate: every carry is batched
-            out = _depends_on(params["body_jaxpr"].jaxpr, body_consts + carry)
-            new_carry = [c or o for c, o in zip(carry, out)]
-            if new_carry == carry:
-                return carry
-            carry = new_carry
-    subs = list(jax_core.jaxprs_in_params(params))
-    if (name != "custom_vmap_call" and len(subs) == 1 and len(subs[0].invars) == len(eqn.invars)
-            and len(subs[0].outvars) == len(eqn.outvars)):
-        return _depends_on(subs[0], ins)  # a call: its body, input for input
-    return everything
 
 
 def _picked_marginals(marginal: jax.Array, action: jax.Array) -> jax.Array:
