@@ -148,10 +148,10 @@ def run(args: Config) -> dict:
         for targets, seen in evaluator.batches:
             widths.setdefault(seen.shape, (targets, seen))
         jax.block_until_ready([evaluator.rank_fn(params, first, t, s, split) for t, s in widths.values()])
-        jax.block_until_ready(evaluator._score(params, [first]))
+        jax.block_until_ready(evaluator.score_pass(params, [first]))
         hs, encode_s = _timed(lambda: jax.block_until_ready(evaluator.encode(params)))
-        _, score_s = _timed(lambda: jax.block_until_ready(evaluator._score(params, hs)))
-        ranked, rank_s = _timed(lambda: jax.block_until_ready(evaluator._rank(params, hs)))
+        _, score_s = _timed(lambda: jax.block_until_ready(evaluator.score_pass(params, hs)))
+        ranked, rank_s = _timed(lambda: jax.block_until_ready(evaluator.rank_pass(params, hs)))
         peaks = roofline.measure_peaks() if args.roofline else {"peak_gflop_s": None, "peak_gb_s": None}
         num_params = sum(x.size for x in jax.tree.leaves(params))
         flops, nbytes, how = train_step_cost(config, seqs.num_items, args.batch_size, targets_per_step, num_params)

@@ -8,9 +8,10 @@ only excludes the padding id (RecBole's convention).
 :func:`rank_metrics` ranks dense logits ``[B, N+1]``; :class:`Evaluator` ranks over
 item chunks of C columns (:func:`chunked_rank`), so its memory is O(users per batch x
 C), never [users, items], in ONE pass over the chunks: the scores ``h @ table.T (+ bias)`` of one
-chunk, its seen mask scattered from the batch's seen lists, a running top-(K+1) of the masked
-scores (grouped: one top-k over group maxima, one over the chosen groups), the target's and the
-seen items' scores; the @K ranks are read off the list at the end.
+chunk; the target's and the seen items' scores gathered from it; the seen items (but the target)
+masked by scattering -inf into it from the batch's seen lists; a running top-(K+1) of the masked
+scores (for large chunks grouped: one top-k over group maxima, one over the chosen groups); the @K
+ranks are read off the list at the end.
 """
 from __future__ import annotations
 
@@ -70,11 +71,11 @@ def _group_size(chunk: int, keep: int) -> int:
     return 1
 
 
-def _running_top(top_v, top_i, scores, ids, keep: int, group: int, drop=None):
+def _running_top(top_v, top_i, scores, ids, keep: int, group: int):
     """The top-``keep`` of [carry, chunk] (lax.top_k's order and ties: the lower item id first).
 
     top_v f32[B, keep], top_i i32[B, keep]: the carry; scores f32[B, C]; ids i32[1, C]: the chunk's
-    contiguous item ids (the carry's are lower); drop: bool[B, C] or None, columns taken as -inf.
+    contiguous item ids (the carry's are lower); masked columns are already -inf.
     With group > 1 the chunk's columns are cut into groups of ``group``; only the ``keep`` groups with
     the largest maxima (in id order) can hold a top-``keep`` item (a NaN max counts as largest, as in
     lax.top_k), so the second top-k sees keep*group candidates, not the whole chunk: exact, ties included.
@@ -83,16 +84,12 @@ def _running_top(top_v, top_i, scores, ids, keep: int, group: int, drop=None):
     if group > 1:
         shape = (batch, chunk // group, group)
         grouped = scores.reshape(shape)
-        masked = grouped if drop is None else jnp.where(drop.reshape(shape), -jnp.inf, grouped)
-        _, best = jax.lax.top_k(jnp.max(masked, axis=2), keep)
+        _, best = jax.lax.top_k(jnp.max(grouped, axis=2), keep)
         best = jnp.sort(best, axis=1)[:, :, None]  # id order, so ties keep the lower id
-        # from the masked array: XLA materialises it for the reduction anyway, and a gather of the raw
-        # scores plus the mask recomputed at each gathered element measured ~4x slower
-        cand = jnp.take_along_axis(masked, best, axis=1)
+        cand = jnp.take_along_axis(grouped, best, axis=1)
         scores = cand.reshape(batch, keep * group)
         ids = (ids[0, 0] + best * group + jnp.arange(group)).reshape(batch, keep * group)
     else:
-        scores = scores if drop is None else jnp.where(drop, -jnp.inf, scores)
         ids = jnp.broadcast_to(ids, (batch, chunk))
     top_v, pos = jax.lax.top_k(jnp.concatenate([top_v, scores], axis=1), keep)
     return top_v, jnp.take_along_axis(jnp.concatenate([top_i, ids.astype(jnp.int32)], axis=1), pos, axis=1)
@@ -336,22 +333,26 @@ class Evaluator:
         h = jnp.pad(h, ((0, rows - self.num_users), (0, 0)))
         return [h[i : i + self.batch_size] for i in range(0, rows, self.batch_size)]
 
-    def _rank(self, params, hs):
+    def rank_pass(self, params, hs) -> list:
+        """Rank the encoded batches ``hs`` (from :meth:`encode`; a prefix of them is fine): per batch
+        (metrics, top). The output table is cut into chunks once for the whole pass."""
         split = self.split_fn(params)
         return [self.rank_fn(params, h, t, s, split) for h, (t, s) in zip(hs, self.batches)]
 
-    def _score(self, params, hs):
+    def score_pass(self, params, hs) -> list:
+        """The scoring-only pass over the batches ``hs`` (each chunk's scores reduced to a scalar): the
+        matmul floor of :meth:`rank_pass`."""
         split = self.split_fn(params)
         return [self.score_fn(params, h, split) for h in hs]
 
     def per_user(self, params) -> dict[str, np.ndarray]:
         """Per-user metrics, {"masked/ndcg@10": f32[U], ...}."""
-        parts = [m for m, _ in self._rank(params, self.encode(params))]
+        parts = [m for m, _ in self.rank_pass(params, self.encode(params))]
         return {k: np.concatenate([np.asarray(p[k]) for p in parts])[: self.num_users] for k in parts[0]}
 
     def top_items(self, params) -> tuple[np.ndarray, np.ndarray]:
         """The masked top-k lists (k = max of the reported Ks): (scores f32[U, k], items i32[U, k])."""
-        tops = [top for _, top in self._rank(params, self.encode(params))]
+        tops = [top for _, top in self.rank_pass(params, self.encode(params))]
         return tuple(np.concatenate([np.asarray(t[i]) for t in tops])[: self.num_users] for i in (0, 1))
 
     def __call__(self, params) -> dict[str, float]:
@@ -360,11 +361,11 @@ class Evaluator:
 
     def time_pass(self, params, repeats: int = 5) -> float:
         """Median wall time in seconds of a warm full-ranking pass over all users (encode + rank)."""
-        jax.block_until_ready(self._rank(params, self.encode(params)))  # compile / warm up
+        jax.block_until_ready(self.rank_pass(params, self.encode(params)))  # compile / warm up
         times = []
         for _ in range(max(3, repeats)):
             start = time.perf_counter()
-            jax.block_until_ready(self._rank(params, self.encode(params)))
+            jax.block_until_ready(self.rank_pass(params, self.encode(params)))
             times.append(time.perf_counter() - start)
         return float(np.median(times))
 
@@ -378,18 +379,18 @@ class Evaluator:
         eval_s = encode_s + rank_s.
         """
         hs = jax.block_until_ready(self.encode(params))  # compile / warm up
-        jax.block_until_ready(self._rank(params, hs))
-        jax.block_until_ready(self._score(params, hs))
+        jax.block_until_ready(self.rank_pass(params, hs))
+        jax.block_until_ready(self.score_pass(params, hs))
         times = {"encode_s": [], "score_s": [], "rank_s": []}
         for _ in range(max(3, repeats)):
             start = time.perf_counter()
             hs = jax.block_until_ready(self.encode(params))
             times["encode_s"].append(time.perf_counter() - start)
             start = time.perf_counter()
-            jax.block_until_ready(self._score(params, hs))
+            jax.block_until_ready(self.score_pass(params, hs))
             times["score_s"].append(time.perf_counter() - start)
             start = time.perf_counter()
-            jax.block_until_ready(self._rank(params, hs))
+            jax.block_until_ready(self.rank_pass(params, hs))
             times["rank_s"].append(time.perf_counter() - start)
         out = {k: float(np.median(v)) for k, v in times.items()}
         out["eval_s"] = out["encode_s"] + out["rank_s"]
