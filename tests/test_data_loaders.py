@@ -83,8 +83,12 @@ BAD = [
 ]
 
 
+@pytest.mark.parametrize("reader", ["arrow", "numpy"])
 @pytest.mark.parametrize("name,content,expected", BAD)
-def test_bad_input_one_located_error(tmp_path, name, content, expected):
+def test_bad_input_one_located_error(tmp_path, monkeypatch, name, content, expected, reader):
+    from rec_jax.data import loaders
+
+    monkeypatch.setattr(loaders, "TEXT_READER", reader)
     p = tmp_path / name
     p.write_text(content)
     with pytest.raises(DataError) as info:
@@ -105,11 +109,14 @@ def test_data_error_is_value_error():
     assert issubclass(DataError, ValueError)
 
 
+@pytest.mark.parametrize("reader", ["arrow", "numpy"])
 @pytest.mark.parametrize("name", ["ratings.csv", "u.data", "ratings.dat", "x.inter"])
-def test_clean_files_take_the_c_reader_and_match_the_line_parser(tmp_path, monkeypatch, name):
-    """A regular file is read by NumPy's C reader alone; its result equals the line-by-line parser's."""
+def test_clean_files_take_the_c_reader_and_match_the_line_parser(tmp_path, monkeypatch, name, reader):
+    """A regular file is read by a C reader (Arrow's or NumPy's; NumPy's for ``::``) alone; its
+    result equals the line-by-line parser's."""
     from rec_jax.data import loaders
 
+    monkeypatch.setattr(loaders, "TEXT_READER", reader)
     rng = np.random.default_rng(0)
     rows = [(int(u), int(i), float(r) / 2, int(t)) for u, i, r, t in
             zip(rng.integers(1, 50, 300), rng.integers(1, 900, 300), rng.integers(1, 11, 300), rng.integers(0, 2**40, 300))]
@@ -123,6 +130,7 @@ def test_clean_files_take_the_c_reader_and_match_the_line_parser(tmp_path, monke
     fast = load_interactions(p)
     monkeypatch.setattr(loaders, "_parse", slow)
     monkeypatch.setattr(loaders, "_fast_parse", lambda *a, **k: None)
+    monkeypatch.setattr(loaders, "arrow_text", lambda *a, **k: None)
     ref = load_interactions(p)
     for field in ("user", "item", "timestamp", "rating"):
         np.testing.assert_array_equal(getattr(fast, field), getattr(ref, field), err_msg=field)

@@ -1,7 +1,8 @@
-"""Interaction loaders: GroupLens ``u.data`` / ``ratings.dat``, RecBole ``.inter``, CSV.
+"""Interaction loaders: GroupLens ``u.data`` / ``ratings.dat``, RecBole ``.inter``, CSV,
+SASRec ``user item`` text, Parquet (:mod:`rec_jax.data.columnar`).
 
-All loaders return an ``Interactions`` in file order. Parsing is vectorized
-(``np.loadtxt`` on the file itself, then a count of every delimiter); when anything is
+All loaders return an ``Interactions`` in file order. Parsing is vectorized (a C reader
+on the file itself: Arrow's or NumPy's, see ``TEXT_READER``); when anything is
 irregular, the lines are rescanned in Python to report the first offending line and field
 as one ``DataError``,
 e.g. ``ratings.csv line 17: field 'timestamp' is 'abc', expected an integer``.
@@ -16,9 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from rec_jax.data.columnar import arrow_text, is_parquet, load_parquet
 from rec_jax.data.errors import DataError
 
 _INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
+
+# The C reader for one-character delimiters (CSV, u.data, .inter, user-item .txt): "arrow"
+# (pyarrow's multi-threaded CSV reader) or "numpy" (np.loadtxt). Chosen by timing an
+# ML-20M-shaped ratings.csv (README, "Data formats"); both give identical arrays.
+TEXT_READER = "arrow"
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,10 +82,16 @@ def load_interactions(path: str | Path) -> Interactions:
     ``*.inter`` RecBole atomic file; ``*.dat`` (``ratings.dat``) ``::``-separated
     user::item::rating::timestamp; ``*.csv`` with header ``user,item,timestamp[,rating]``;
     ``u.data`` / ``*.data`` / ``*.tsv`` tab-separated user item rating timestamp, no header;
-    ``*.txt`` the SASRec / BERT4Rec repositories' ``user item`` pairs.
+    ``*.txt`` the SASRec / BERT4Rec repositories' ``user item`` pairs; ``*.parquet`` / ``*.pq``
+    (or any file starting with Parquet's magic bytes) through :func:`load_parquet`.
+    A name without an extension is read by its content (:func:`_load_by_content`).
     """
     path = Path(path)
     name = path.name
+    if path.is_file() and (name.endswith((".parquet", ".pq")) or is_parquet(path)):
+        return load_parquet(path)  # the magic bytes decide: a binary file is never text
+    if "." not in name and path.is_file():
+        return _load_by_content(path)
     if name.endswith(".inter"):
         return load_inter(path)
     if name.endswith(".dat"):
@@ -90,7 +103,27 @@ def load_interactions(path: str | Path) -> Interactions:
     if name.endswith(".txt"):
         return load_user_item(path)
     raise DataError(f"{path}: unknown interaction file format; expected u.data, ratings.dat, "
-                    "*.inter (RecBole), *.csv (user,item,timestamp[,rating]) or *.txt (user item)")
+                    "*.inter (RecBole), *.csv (user,item,timestamp[,rating]), *.txt (user item) "
+                    "or *.parquet")
+
+
+def _load_by_content(path: Path) -> Interactions:
+    """A file named without an extension: the first line picks the reader.
+
+    ``::`` -> ratings.dat; a tab and a ``:token``/``:float`` header -> RecBole .inter; a tab
+    -> u.data; a comma -> CSV with a header; two space-separated fields -> ``user item``.
+    """
+    first = _first_line(path)
+    if "::" in first:
+        return load_ratings_dat(path)
+    if "\t" in first:
+        return load_inter(path) if re.search(r":(token|float)\b", first) else load_udata(path)
+    if "," in first:
+        return load_csv(path)
+    if len(first.split(" ")) == 2:
+        return load_user_item(path)
+    raise DataError(f"{path} line 1: cannot tell the format from {first[:80]!r}; expected '::', tab, comma "
+                    "or 'user item' separated fields (or name the file .dat/.data/.inter/.csv/.txt/.parquet)")
 
 
 def load_udata(path: str | Path) -> Interactions:
@@ -179,11 +212,16 @@ def _first_line(path: str | Path) -> str:
 
 
 def _load(path, skip: int, delim: str, num_fields: int, cols: list[_Column]) -> Interactions:
-    """:func:`_fast_parse`, or when it declines (any irregularity) the line-by-line :func:`_parse`,
-    which names the first bad line and field."""
+    """A C reader (``TEXT_READER``; NumPy's for multi-character delimiters, which Arrow lacks), or
+    when it declines (any irregularity) the single-threaded line-by-line :func:`_parse`, which
+    names the first bad line and field."""
     path = Path(path)
     _check_file(path)
-    fast = _fast_parse(path, skip, delim, num_fields, cols)
+    fast = None
+    if TEXT_READER == "arrow" and len(delim) == 1:
+        fast = arrow_text(path, skip, delim, num_fields, cols)
+    elif TEXT_READER == "numpy" or len(delim) > 1:
+        fast = _fast_parse(path, skip, delim, num_fields, cols)
     return fast if fast is not None else _parse(path, _read_lines(path), skip, delim, num_fields, cols)
 
 
