@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rec_jax.data.batching import Windows, batch_indices, make_windows
 from rec_jax.data.errors import DataError
-from rec_jax.data.fetch import data_home, dataset_dir, fetch, interaction_file, is_fetched, safe_extract
+from rec_jax.data.fetch import data_home, data_record, dataset_dir, fetch, interaction_file, is_fetched, safe_extract
 from rec_jax.data.loaders import (Interactions, load_csv, load_inter, load_interactions, load_ratings_dat,
                                   load_udata, load_user_item)
 from rec_jax.data.obd import BanditLog, load_bts_prior, load_obd
@@ -23,7 +23,7 @@ from rec_jax.data.synthetic import SyntheticTruth, synthetic_interactions
 
 __all__ = [
     "BanditLog", "DataError", "EvalArrays", "Interactions", "LOOSplit", "SequenceData", "SyntheticTruth", "Windows",
-    "batch_indices", "build_sequences", "data_home", "dataset_dir", "eval_arrays", "fetch", "interaction_file",
+    "batch_indices", "build_sequences", "data_home", "data_record", "dataset_dir", "eval_arrays", "fetch", "interaction_file",
     "is_fetched", "kcore_filter", "kfold_users", "leave_one_out", "load", "load_bts_prior", "load_csv", "load_inter",
     "load_interactions", "load_log", "load_obd", "load_ratings_dat", "load_udata", "load_user_item", "make_windows",
     "safe_extract",
@@ -32,11 +32,11 @@ __all__ = [
 
 
 def load_log(data: str) -> Interactions:
-    """The raw log for ``data``: "synthetic", "ml-100k" (fetched on first use) or a file path."""
+    """The raw log for ``data``: "synthetic", "ml-100k" / "ml-1m" / "ml-20m" (fetched on first use) or a file path."""
     if data == "synthetic":
         return synthetic_interactions()[0]
-    if data == "ml-100k":
-        return load_interactions(interaction_file("ml-100k"))
+    if data in ("ml-100k", "ml-1m", "ml-20m"):
+        return load_interactions(interaction_file(data))
     if data == "obd":
         raise DataError("'obd' is bandit feedback, not a user-item log; use rec_jax.data.load_obd()")
     return load_interactions(Path(data))

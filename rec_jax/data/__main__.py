@@ -1,4 +1,4 @@
-"""``python -m rec_jax.data fetch ml-100k|obd`` and ``python -m rec_jax.data stats ml-100k|synthetic|PATH``.
+"""``python -m rec_jax.data fetch ml-100k|ml-1m|ml-20m|obd`` and ``python -m rec_jax.data stats ml-100k|synthetic|PATH``.
 
 A ``DataError`` prints one ``error: ...`` line on stderr and exits with status 1.
 """
@@ -15,7 +15,7 @@ from rec_jax.data import fetch, load
 class Fetch:
     """Download a dataset into the cache and print its folder."""
 
-    name: str  # ml-100k or obd
+    name: str  # ml-100k, ml-1m, ml-20m (GroupLens archives, MD5-checked) or obd
 
 
 @dataclasses.dataclass(frozen=True)

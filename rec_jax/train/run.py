@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from rec_jax import runs
+from rec_jax.data.fetch import data_record
 from rec_jax.eval.bootstrap import bootstrap_ci95
 from rec_jax.models import make_model
 from rec_jax.tensorboard import EventLog
@@ -126,7 +127,7 @@ def train_and_evaluate(config: TrainConfig, out_dir: str | Path, *, resume: bool
         if write:  # the best-validation params' test metrics, one step after the last epoch
             events.scalars(result.epochs_run, {k: v for k, v in metrics.items() if k.startswith("test")})
     if write:
-        runs.write_config(out_dir, config, resumed_from_epoch=result.resumed_from)
+        runs.write_config(out_dir, config, resumed_from_epoch=result.resumed_from, data=data_record(config.data))
         np.savez(out_dir / "per_user.npz", **{k.replace("/", "__"): v for k, v in test_per_user.items()})
         plot_learning_curve(result.history, result.epochs_run, result.best_epoch,
                             f"{config.model} on {config.data}", out_dir / "learning_curve.png")
