@@ -129,16 +129,30 @@ def _serve_from_h(policy, num_items, slate_size, eval_k, mask_seen, head, policy
     real = jnp.arange(num_items + 1) > 0
     available = (~seen[users] & real) if mask_seen else jnp.broadcast_to(real, logits.shape)
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(event_ids)
+    slate, propensity, ranked = slates_from_logits(policy, policy_params, keys, logits, available, slate_size,
+                                                   fast_epsilon, ranked_len=max(eval_k, slate_size))
+    return Served(slate=slate, propensity=propensity, topk=ranked[:, :eval_k].astype(jnp.int32))
+
+
+def slates_from_logits(policy, policy_params, keys, logits, available, slate_size: int, fast_epsilon: bool,
+                       ranked_len: int | None = None):
+    """The policy's K-item slates on the model's scores.
+
+    keys: key[B] (one per event); logits f32[B, N+1]; available bool[B, N+1].
+    Returns (slate int32[B, K], propensity f32[B, K] (each slot's conditional
+    propensity given the picks before it), ranked int32[B, ranked_len] the available
+    items in descending score order). Slots are built one after the other, so the
+    first k slots of a K-slate are distributed exactly as a k-slate.
+    """
     # one top-k serves both the prediction (top eval_k) and epsilon-greedy's greedy order
-    ranked = jax.lax.top_k(jnp.where(available, logits, -jnp.inf), max(eval_k, slate_size))[1]
-    topk = ranked[:, :eval_k]
+    ranked = jax.lax.top_k(jnp.where(available, logits, -jnp.inf), ranked_len or slate_size)[1]
     if fast_epsilon:  # the same distribution, cheaply (rec_jax.serve.fast_slate)
         slate, propensity = epsilon_greedy_slates(keys, logits, available, policy_params.epsilon, slate_size,
                                                   greedy=ranked)
     else:
         slate, propensity = jax.vmap(slate_by_single_picks, in_axes=(None, None, 0, 0, 0, None))(
             policy, policy_params, keys, logits, available, slate_size)
-    return Served(slate=slate, propensity=propensity, topk=topk.astype(jnp.int32))
+    return slate, propensity, ranked
 
 
 def make_recommend(inc, policy, *, num_items: int, slate_size: int, eval_k: int = 10, mask_seen: bool = True,

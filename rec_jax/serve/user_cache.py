@@ -117,6 +117,20 @@ class HistoryStore:
             store.lengths[u] = len(s)
         return store
 
+    @property
+    def num_users(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def add_users(self, count: int) -> None:
+        """Make room for ``count`` more users (empty histories), doubling the rows as needed."""
+        need = self.num_users + count
+        if need > self.items.shape[0]:
+            rows = max(need, 2 * self.items.shape[0])
+            grown = np.zeros((rows, self.items.shape[1]), np.int32)
+            grown[: self.items.shape[0]] = self.items
+            self.items = grown
+        self.lengths = np.concatenate([self.lengths, np.zeros(count, np.int64)])
+
     def append(self, users, items) -> None:
         users = np.asarray(users, np.int64)
         need = int(self.lengths[users].max(initial=0)) + 1

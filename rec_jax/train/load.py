@@ -18,11 +18,15 @@ from rec_jax.models import make_model
 from rec_jax.train.config import TrainConfig, model_config
 
 
-def load_trained(model_dir: str | Path, num_items: int) -> tuple[Any, Any, TrainConfig]:
+EXTRA_ROWS = {"sasrec": 1, "gru4rec": 1, "bert4rec": 2}  # item-table rows beyond N (padding, [MASK])
+
+
+def load_trained(model_dir: str | Path, num_items: int | None = None) -> tuple[Any, Any, TrainConfig]:
     """(SequentialModel, best-validation params, TrainConfig) of the run in ``model_dir``.
 
     ``num_items`` is the catalogue size of the data the caller will serve (it must be
-    the one the model was trained on; checked against the embedding table).
+    the one the model was trained on; checked against the embedding table); None
+    reads it off the item table (a service with no data of its own).
     """
     model_dir = Path(model_dir)
     config_path = model_dir / "config.json"
@@ -37,6 +41,8 @@ def load_trained(model_dir: str | Path, num_items: int) -> tuple[Any, Any, Train
     with ocp.CheckpointManager((model_dir / "checkpoints").absolute()) as manager:
         record = manager.restore(step, args=ocp.args.StandardRestore())
     params = _as_jax(record["best_params"])
+    if num_items is None:
+        num_items = _table_rows(params) - EXTRA_ROWS.get(config.model, 1)
     model = make_model(config.model, model_config(config, num_items))
     table = model.item_embeddings(params)
     if table.shape[0] < num_items + 1:
@@ -49,3 +55,15 @@ def _as_jax(tree):
     if isinstance(tree, dict):
         return {k: _as_jax(v) for k, v in tree.items()}
     return jnp.asarray(tree)
+
+
+def _table_rows(params) -> int:
+    """Rows of the item embedding table (``.../item_embed/embedding``)."""
+    if isinstance(params, dict):
+        if "item_embed" in params:
+            return int(params["item_embed"]["embedding"].shape[0])
+        for value in params.values():
+            rows = _table_rows(value)
+            if rows:
+                return rows
+    return 0

@@ -1,0 +1,222 @@
+"""The ASGI app: Starlette routes over the batcher and the decision log.
+
+    app = make_app(ServiceConfig(model_dir="runs/ml100k"))       # or make_app(cfg, loaded=(model, params, version))
+    uvicorn.run(app, host="127.0.0.1", port=8080)               # what ``python -m rec_jax.serve.http`` does
+
+Routes: ``POST /rank``, ``POST /reward``, ``GET /healthz``, ``GET /metrics``
+(bodies in :mod:`rec_jax.serve.http.schema`). Every error is a JSON object
+``{"error": "<field>: <what is wrong>"}`` with a 4xx (or 429 / 503 / 500) status;
+a refused request writes nothing to the log and changes no user.
+
+The lifespan handler loads the model, opens the log, restores each known user's
+history from it (a restarted service continues where the killed one stopped),
+compiles every bucket, and only then lets the server accept connections.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hmac
+import os
+import time
+from pathlib import Path
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from rec_jax.serve.http.batcher import Batcher, BatcherConfig, QueueFull
+from rec_jax.serve.http.decision_log import DecisionLog, last_histories, read_meta
+from rec_jax.serve.http.metrics import ServiceMetrics
+from rec_jax.serve.http.ranker import Ranker, RankerConfig
+from rec_jax.serve.http.schema import BadRequest, parse_json, parse_rank, parse_reward
+
+TOKEN_ENV = "REC_JAX_SERVE_TOKEN"
+REWARD_STATUS = {"unknown": 404, "expired": 410, "length": 422, "conflict": 409}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceConfig:
+    """The decision service: rank and reward over HTTP, every decision in a durable log."""
+
+    model_dir: str = ""  # a train_sequential.py run folder (SASRec or GRU4Rec)
+    policy: tuple[str, ...] = ("epsilon_greedy",)  # served policies: greedy | epsilon_greedy | softmax (first = default)
+    db: str = ""  # the decision log (SQLite); default: <model-dir>/decisions.db
+    host: str = "127.0.0.1"  # bind address (loopback unless told otherwise)
+    port: int = 8080  # TCP port
+    token: str = ""  # bearer token required on /rank, /reward, /metrics (default: $REC_JAX_SERVE_TOKEN; empty: none)
+    ttl_s: float = 600.0  # a decision's time-to-live: rewards after it are refused
+    deadline_ms: float = 100.0  # a rank request not taken into a batch by then is answered 503
+    queue_size: int = 1024  # rank requests waiting at most (more: 429 with Retry-After)
+    buckets: tuple[int, ...] = (8, 32, 256)  # compiled micro-batch sizes
+    max_slate: int = 10  # slates have at most this many slots
+    slate_size: int = 10  # default slate size of a request
+    capacity: int = 4096  # user states cached on the device
+    epsilon: float = 0.1  # epsilon_greedy: per-slot exploration probability
+    temperature: float = 1.0  # softmax: temperature on the logits
+    max_body_bytes: int = 65536  # larger request bodies are refused (413)
+    sync: str = "normal"  # decision log: normal (survives a killed process) | full (fsync: survives power loss)
+    seed: int = 0  # exploration randomness (folded with the start time, so restarts draw afresh)
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps({"error": message}), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"body: {declared} bytes, at most {limit} accepted", 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"body: more than {limit} bytes, at most {limit} accepted", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def load_model(model_dir: str | Path):
+    """(model, params, version) of a run folder; version = folder name + params digest."""
+    import hashlib
+
+    import jax
+    import numpy as np
+
+    from rec_jax.train.load import load_trained
+
+    model, params, _ = load_trained(model_dir)
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(params):
+        digest.update(np.asarray(leaf).tobytes())
+    return model, params, f"{Path(model_dir).resolve().name}-{digest.hexdigest()[:12]}"
+
+
+class Service:
+    """What the routes share, built by the lifespan handler."""
+
+    def __init__(self, cfg: ServiceConfig, loaded=None):
+        self.cfg = cfg
+        self.loaded = loaded
+        self.token = cfg.token or os.environ.get(TOKEN_ENV, "")
+        self.ready = False
+
+    def start(self, loop) -> None:
+        import jax
+
+        cfg = self.cfg
+        model, params, version = self.loaded or load_model(cfg.model_dir)
+        db = Path(cfg.db or Path(cfg.model_dir) / "decisions.db")
+        previous = read_meta(db, "model_version")
+        histories = last_histories(db, model.config.max_len)
+        self.log = DecisionLog(db, sync=cfg.sync)
+        key = jax.random.fold_in(jax.random.key(cfg.seed), time.time_ns() % (1 << 31))
+        rcfg = RankerConfig(buckets=cfg.buckets, max_slate=cfg.max_slate, capacity=cfg.capacity, policies=cfg.policy,
+                            epsilon=cfg.epsilon, temperature=cfg.temperature)
+        self.ranker = Ranker(model, params, rcfg, key, model_version=version, histories=histories)
+        self.ranker.warmup()
+        self.log.set_meta("model_version", version).result()
+        self.metrics = ServiceMetrics(version, queue_depth=lambda: self.batcher.depth,
+                                      log_counts=lambda: (self.log.commits, self.log.jobs_committed))
+        self.batcher = Batcher(self.ranker, self.log, loop, BatcherConfig(queue_size=cfg.queue_size, ttl_s=cfg.ttl_s),
+                               self.metrics)
+        self.previous_version = previous
+        self.restored_users = len(histories)
+        self.ready = True
+
+    def stop(self) -> None:
+        if self.ready:
+            self.batcher.stop()
+            self.log.close()
+            self.ready = False
+
+    def authorised(self, request: Request) -> bool:
+        if not self.token:
+            return True
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode())
+
+
+def make_app(cfg: ServiceConfig, loaded=None, *, on_ready=None) -> Starlette:
+    """The app. ``loaded`` = (model, params, version) instead of loading ``cfg.model_dir``;
+    ``on_ready(service)`` runs once the model is compiled (the CLI prints a line)."""
+    if not cfg.model_dir and loaded is None:
+        raise ValueError("--model-dir: expected a train_sequential.py run folder")
+    if not cfg.db and not cfg.model_dir:
+        raise ValueError("--db: expected a path for the decision log (no --model-dir to put it in)")
+    if cfg.slate_size > cfg.max_slate:
+        raise ValueError(f"--slate-size {cfg.slate_size} exceeds --max-slate {cfg.max_slate}")
+    service = Service(cfg, loaded)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, service.start, loop)
+        app.state.service = service
+        if on_ready is not None:
+            on_ready(service)
+        try:
+            yield
+        finally:
+            await loop.run_in_executor(None, service.stop)
+
+    def guarded(endpoint: str, handler, auth: bool = True):
+        async def route(request: Request) -> Response:
+            start = time.perf_counter()
+            if auth and not service.authorised(request):
+                response = _error(401, "authorization: expected the header 'Authorization: Bearer <token>'",
+                                  {"WWW-Authenticate": "Bearer"})
+            else:
+                try:
+                    response = await handler(request)
+                except BadRequest as err:
+                    response = _error(err.status, str(err))
+            if service.ready:
+                service.metrics.request(endpoint, response.status_code, time.perf_counter() - start)
+            return response
+
+        return route
+
+    async def rank(request: Request) -> Response:
+        obj = parse_json(await _read_body(request, cfg.max_body_bytes))
+        parsed = parse_rank(obj, num_items=service.ranker.num_items, max_slate=cfg.max_slate,
+                            default_slate=cfg.slate_size, policies=cfg.policy)
+        try:
+            future = service.batcher.submit(parsed, time.monotonic() + cfg.deadline_ms / 1e3)
+        except QueueFull as err:
+            return _error(429, str(err), {"Retry-After": "1"})
+        answer = await future
+        return _json(answer.body, answer.status)
+
+    async def reward(request: Request) -> Response:
+        obj = parse_json(await _read_body(request, cfg.max_body_bytes))
+        decision_id, rewards = parse_reward(obj, max_slate=cfg.max_slate)
+        outcome = await asyncio.wrap_future(service.log.log_reward(decision_id, rewards))
+        if outcome.status in REWARD_STATUS:
+            return _error(REWARD_STATUS[outcome.status], outcome.message)
+        if outcome.status == "ok":
+            service.batcher.add_clicks(outcome.user, outcome.clicked)
+        return _json({"decision_id": decision_id, "status": outcome.status})
+
+    async def healthz(request: Request) -> Response:
+        return _json({"status": "ok", "model_version": service.ranker.model_version,
+                      "policies": list(cfg.policy), "users": len(service.ranker.user_ids)})
+
+    async def metrics(request: Request) -> Response:
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+    routes = [
+        Route("/rank", guarded("rank", rank), methods=["POST"]),
+        Route("/reward", guarded("reward", reward), methods=["POST"]),
+        Route("/healthz", guarded("healthz", healthz, auth=False), methods=["GET"]),
+        Route("/metrics", guarded("metrics", metrics), methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

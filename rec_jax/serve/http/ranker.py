@@ -1,0 +1,258 @@
+"""The model side of the service: users, their histories and cached states, one micro-batch at a time.
+
+    ranker = Ranker(model, params, ServePolicies(...), RankerConfig(...), key, model_version="...")
+    ranker.warmup()                                      # compile every bucket
+    ranker.add_clicks("u7", [42])                        # a clicked item joins u7's history
+    outcomes = ranker.rank([RankRequest(...), ...])      # one micro-batch of distinct users
+
+Not thread-safe: one thread (the batcher, :mod:`rec_jax.serve.http.batcher`) owns it.
+
+A user is an opaque string; the first request of a user the service never saw
+creates them, with the request's ``events`` as their history (or an empty one: the
+cold start). Every item a user consumed (request events, clicked slots) goes into
+their host-side history (:class:`rec_jax.serve.user_cache.HistoryStore`, the source
+of truth); the on-device cache (:class:`rec_jax.serve.user_cache.SlotTable`, LRU)
+holds the incremental states of the most recent users. At rank time a cached user
+with one new item gets it folded in by one incremental step; a user with several
+new items, or not cached, is rebuilt from the history's last L items
+(:func:`rec_jax.serve.sasrec_kv.rebuild`, exact for the model's window).
+Items the user consumed are never recommended to them again.
+
+Cold start: a user with no history has user vector 0 (the rebuilt empty state),
+so the model's scores are the head's bias (0 for a loaded model) and the greedy
+order is the item order; exploration still explores. A popularity prior would be
+a better cold-start head; it is not built here.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import numpy as np
+
+from rec_jax.serve.http.rank_step import make_rank_step
+from rec_jax.serve.incremental import make_incremental
+from rec_jax.serve.recommend import initial_head
+from rec_jax.serve.server import _bucket, policy_and_params, rebuild_buckets
+from rec_jax.serve.user_cache import HistoryStore, SlotTable, init_store, make_rebuild_rows
+
+
+@dataclasses.dataclass(frozen=True)
+class RankerConfig:
+    buckets: tuple[int, ...] = (8, 32, 256)  # compiled micro-batch row counts (a batch is padded to the next)
+    max_slate: int = 10  # K: slates are computed with K slots (a request may ask for fewer)
+    capacity: int = 4096  # users whose incremental state stays cached on the device
+    policies: tuple[str, ...] = ("epsilon_greedy",)  # served policies (the first is the default)
+    epsilon: float = 0.1  # epsilon_greedy: per-slot exploration probability
+    temperature: float = 1.0  # softmax: temperature on the logits
+
+
+@dataclasses.dataclass(frozen=True)
+class RankRequest:
+    """A validated ``/rank`` body (:mod:`rec_jax.serve.http.schema`)."""
+
+    user: str
+    events: tuple[int, ...] = ()  # items the user consumed since their last call, oldest first
+    slate_size: int = 10
+    candidates: tuple[int, ...] | None = None  # rank only these items (None: the whole catalogue)
+    exclude: tuple[int, ...] = ()  # never show these
+    policy: str = ""  # "" = the default policy
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranked:
+    """One request's answer; ``error`` (a one-line message) when it cannot be served."""
+
+    slate: list[int] = dataclasses.field(default_factory=list)
+    propensities: list[float] = dataclasses.field(default_factory=list)
+    context: list[int] = dataclasses.field(default_factory=list)  # the history the slate was computed from
+    policy: str = ""
+    event_id: int = -1
+    error: str = ""
+
+
+def policy_params_dict(params) -> dict[str, Any]:
+    """The policy's params as plain JSON values (logged with every decision)."""
+    out = {}
+    for field in dataclasses.fields(params):
+        value = np.asarray(getattr(params, field.name))
+        out[field.name] = value.item() if value.ndim == 0 else value.tolist()
+    return out
+
+
+class Ranker:
+    """See module docstring."""
+
+    def __init__(self, model, params, cfg: RankerConfig, key, *, model_version: str,
+                 histories: dict[str, list[int]] | None = None):
+        if not cfg.policies:
+            raise ValueError("RankerConfig.policies: expected at least one policy")
+        self.model, self.params, self.cfg, self.key = model, params, cfg, key
+        self.model_version = model_version
+        self.num_items = n = model.config.num_items
+        if cfg.max_slate * 2 > n:
+            raise ValueError(f"max_slate={cfg.max_slate}: at most half the catalogue ({n} items) can be served")
+        self.buckets = tuple(sorted(set(cfg.buckets)))
+        self.max_rows = self.buckets[-1]
+        self.inc = make_incremental(model)
+        self.window = self.inc.rebuild_len or model.config.max_len
+        self.head = initial_head(model, params)
+        self.policies: dict[str, tuple[Any, Any, Any]] = {}
+        for name in cfg.policies:
+            server_cfg = _ServerPolicyConfig(policy=name, epsilon=cfg.epsilon, temperature=cfg.temperature)
+            policy, pparams = policy_and_params(server_cfg, n)
+            step = make_rank_step(self.inc, policy, num_items=n, slate_size=cfg.max_slate,
+                                  fast_epsilon=name == "epsilon_greedy")
+            self.policies[name] = (policy, pparams, step)
+        self.default_policy = cfg.policies[0]
+        self.rebuild_rows = make_rebuild_rows(self.inc)
+        self.table = SlotTable(cfg.capacity, scratch=self.max_rows, policy="lru")
+        self.store = init_store(self.inc, self.table.num_rows, model.config.dim)
+        self.user_ids: dict[str, int] = {}
+        self.history = HistoryStore(0, initial_capacity=self.window + 64)
+        self.in_state = np.zeros(0, np.int64)  # history items already folded into the cached state
+        self.next_event = 0
+        for user, items in (histories or {}).items():
+            self._user(user, items)
+
+    # ---- users and histories ------------------------------------------------------------
+    def _user(self, user: str, events=()) -> int:
+        uid = self.user_ids.get(user)
+        if uid is None:
+            uid = self.user_ids[user] = self.history.num_users
+            self.history.add_users(1)
+            self.in_state = np.concatenate([self.in_state, [0]])
+        for item in events:
+            self.history.append([uid], [int(item)])
+        return uid
+
+    def add_clicks(self, user: str, items) -> None:
+        """Items ``user`` clicked (a committed reward): they join the user's history."""
+        self._user(user, items)
+
+    def history_of(self, user: str) -> list[int]:
+        uid = self.user_ids.get(user)
+        if uid is None:
+            return []
+        return self.history.tails([uid], int(self.history.lengths[uid]))[0].tolist()
+
+    def policy_version(self, name: str) -> str:
+        params = policy_params_dict(self.policies[name][1])
+        return name + "(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+
+    # ---- serving ------------------------------------------------------------------------
+    def warmup(self) -> None:
+        """Compile every rebuild and step shape, touching only the trash row."""
+        trash = self.table.trash_row
+        for m in rebuild_buckets(self.max_rows) if self.inc.rebuild_len else ():  # recurrent: widths vary
+            self.store = self.rebuild_rows(self.params, self.store, np.full(m, trash, np.int32),
+                                           np.zeros((m, self.window), np.int32), np.zeros(m, np.int32))
+        for name in self.policies:
+            for rows in self.buckets:
+                self._step(name, np.full(rows, trash, np.int32), np.ones(rows, np.int32), np.zeros(rows, bool),
+                           np.zeros(rows, np.int32), self._padding_available(rows))
+        jax.block_until_ready(self.store)
+
+    def _padding_available(self, rows: int) -> np.ndarray:
+        available = np.ones((rows, self.num_items + 1), bool)
+        available[:, 0] = False
+        return available
+
+    def _step(self, name, slots, items, append, event_ids, available):
+        _, pparams, step = self.policies[name]
+        slate, propensity, self.store = step(self.params, self.head, pparams, self.store, self.key, slots, items,
+                                             append, event_ids, available)
+        return jax.device_get((slate, propensity))
+
+    def rank(self, requests: list[RankRequest]) -> list[Ranked]:
+        """Serve one micro-batch: DISTINCT users, one policy, at most the largest bucket.
+
+        A request whose slate cannot be filled (fewer items left than it asks for)
+        gets an error and changes nothing (its events are not recorded)."""
+        if len(requests) > self.max_rows:
+            raise ValueError(f"Ranker.rank: {len(requests)} requests exceed the largest bucket {self.max_rows}")
+        name = requests[0].policy or self.default_policy
+        masks, errors = [], []
+        for r in requests:  # checked before anything changes
+            row = self._available(r)
+            free = int(row.sum())
+            masks.append(row)
+            errors.append("" if free >= r.slate_size else
+                          f"slate_size: {r.slate_size} asked, but only {free} items are left to rank "
+                          "after candidates, exclusions and the user's history")
+        served = [i for i, e in enumerate(errors) if not e]
+        out = [Ranked(error=e) for e in errors]
+        if not served:
+            return out
+        batch = [requests[i] for i in served]
+        uids = np.array([self._user(r.user, r.events) for r in batch], np.int64)
+        b = len(batch)
+        rows = next(size for size in self.buckets if size >= b)
+        available = self._padding_available(rows)
+        available[:b] = np.stack([masks[i] for i in served])
+        slots, miss = self.table.assign(uids)
+        lengths = self.history.lengths[uids]
+        new = lengths - self.in_state[uids]
+        rebuild = miss | (new > 1)
+        if rebuild.any():
+            self._rebuild(uids[rebuild], slots[rebuild])
+        append = ~rebuild & (new == 1)
+        last_items = self.history.items[uids, np.maximum(lengths - 1, 0)]
+        self.in_state[uids] = lengths
+        event_ids = np.arange(self.next_event, self.next_event + b)
+        self.next_event += b
+        pad = rows - b
+        slate, propensity = self._step(
+            name,
+            np.concatenate([slots, np.full(pad, self.table.trash_row)]).astype(np.int32),
+            np.concatenate([np.where(append, last_items, 1), np.ones(pad)]).astype(np.int32),
+            np.concatenate([append, np.zeros(pad, bool)]),
+            np.concatenate([event_ids, np.zeros(pad)]).astype(np.int32),
+            available)
+        contexts = self.history.tails(uids, self.window)
+        for j, i in enumerate(served):
+            k = batch[j].slate_size
+            context = contexts[j, self.window - min(int(lengths[j]), self.window):].tolist()
+            out[i] = Ranked(slate=slate[j, :k].tolist(), propensities=propensity[j, :k].tolist(),
+                            context=context, policy=name, event_id=int(event_ids[j]))
+        return out
+
+    def _available(self, r: RankRequest) -> np.ndarray:
+        """bool[N+1]: the items request ``r`` may be shown (candidates, minus exclusions,
+        minus everything the user consumed, the request's events included)."""
+        if r.candidates is None:
+            row = np.ones(self.num_items + 1, bool)
+        else:
+            row = np.zeros(self.num_items + 1, bool)
+            row[list(r.candidates)] = True
+        row[list(r.exclude)] = False
+        row[list(r.events)] = False
+        uid = self.user_ids.get(r.user)
+        if uid is not None:
+            row[self.history.items[uid, : int(self.history.lengths[uid])]] = False
+        row[0] = False
+        return row
+
+    def _rebuild(self, uids, slots) -> None:
+        m = _bucket(len(uids), self.max_rows)
+        for start in range(0, len(uids), m):
+            part, part_slots = uids[start:start + m], slots[start:start + m]
+            size = _bucket(len(part), self.max_rows)
+            width = self.inc.rebuild_len or _bucket(int(self.history.lengths[part].max(initial=1)), 1 << 30)
+            tails = np.zeros((size, width), np.int32)
+            counts = np.zeros(size, np.int32)
+            pad_slots = np.full(size, self.table.trash_row, np.int32)
+            tails[: len(part)] = self.history.tails(part, width)
+            counts[: len(part)] = self.history.lengths[part]
+            pad_slots[: len(part)] = part_slots
+            self.store = self.rebuild_rows(self.params, self.store, pad_slots, tails, counts)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ServerPolicyConfig:
+    """What :func:`rec_jax.serve.server.policy_and_params` reads of a config."""
+
+    policy: str
+    epsilon: float
+    temperature: float
