@@ -1,0 +1,118 @@
+"""What one process of ``experiments/multihost.py`` runs; the same code in one process or in N.
+
+Each workload returns host NumPy results (gathered to every process, written by
+process 0) that the launcher compares between the N-process run and the
+one-process run on as many forced host devices:
+
+* ``linucb_run(mode)``: the LinUCB engine on the ``linear`` env, streams split
+  over the global ``"streams"`` mesh; per-stream reward sums f64[S], the logged
+  actions int32[T, S] and the final policy / env state leaves.
+* ``model_backed_run``: a small SASRec behind neural-linear UCB (shared mode) on
+  the recommender env with observed histories.
+* ``population_run``: a 4-member PBT population (epsilon-greedy, one member per
+  device over a ``"members"`` mesh), each process building the hyperparameters
+  of its own members only (``from_process_local``).
+"""
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rec_jax.distributed.arrays import from_process_local, gather, global_mesh, process_rows
+from rec_jax.distributed.engine import init_sharded, streams_mesh
+from rec_jax.online import EngineConfig, make_run
+from rec_jax.policies import make_policy
+from rec_jax.policies.base import PolicySpec
+from rec_jax.sim import make_env
+
+
+def _state_leaves(prefix: str, tree) -> dict[str, np.ndarray]:
+    """{prefix/path: host array} of a gathered pytree."""
+    return {f"{prefix}{jax.tree_util.keystr(p)}": np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def linucb_engine(mode: str, streams: int, items: int, dim: int, seed: int, log: bool = True):
+    sim, env_params = make_env("linear", num_items=items, dim=dim, seed=seed)
+    policy, params = make_policy("linucb", PolicySpec(num_items=items, feature_dim=dim))
+    config = EngineConfig(num_streams=streams, mode=mode, log_tuples=log, log_context="none", log_marginal=False)
+    return make_run(config, policy, sim), params, env_params
+
+
+def linucb_run(mode: str, streams: int, steps: int, items: int, dim: int, seed: int) -> dict[str, np.ndarray]:
+    """LinUCB engine, ``streams`` split over every process's devices, ``steps`` steps."""
+    run, params, env_params = linucb_engine(mode, streams, items, dim, seed)
+    state = init_sharded(run, jax.random.key(seed), params, env_params, streams_mesh())
+    state, metrics = jax.jit(run.run_chunk, static_argnums=1)(state, steps)
+    state, metrics = gather((state, metrics))
+    return {"reward_sum": metrics["reward"].astype(np.float64).sum(axis=0), "action": metrics["log"]["action"],
+            **_state_leaves("policy_state", state.policy_state), **_state_leaves("env_state", state.env_state)}
+
+
+def linucb_throughput(streams: int, steps: int, items: int, dim: int, seed: int) -> float:
+    """Per-stream LinUCB user-steps/s over all processes: a timed second call after compiling."""
+    run, params, env_params = linucb_engine("per_stream", streams, items, dim, seed, log=False)
+    mesh = streams_mesh()
+
+    def chunk(rs):  # only the per-stream reward totals leave the jit, as bench_engine.py does
+        rs, m = run.run_chunk(rs, steps)
+        return rs, m["reward"].sum(axis=0)
+
+    fn = jax.jit(chunk, donate_argnums=0)
+    jax.block_until_ready(fn(init_sharded(run, jax.random.key(seed), params, env_params, mesh)))
+    state = init_sharded(run, jax.random.key(seed + 1), params, env_params, mesh)
+    jax.block_until_ready(state)
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(state))
+    return streams * steps / (time.perf_counter() - t0)
+
+
+def model_backed_run(streams: int, steps: int, seed: int) -> dict[str, np.ndarray]:
+    """Neural-linear UCB on a small (untrained) SASRec's user states, shared mode."""
+    from rec_jax.models import make_model
+    from rec_jax.models.sasrec import SASRecConfig
+    from rec_jax.online.large_model import model_policy
+    from rec_jax.sim.ground_truth import synthetic_ground_truth
+    from rec_jax.sim.recsys import make_recsys_env
+
+    n, users, length, k = 12, 6, 5, 2
+    gt = synthetic_ground_truth(jax.random.key(0), users, n, 3)  # a ground truth the env can calibrate
+    hist = np.asarray(jax.random.randint(jax.random.key(seed + 1), (users, length), 1, n + 1), np.int32)
+    sim, env_params = make_recsys_env(gt, slate_size=k, history_len=length, initial_history=hist,
+                                      observe_history=True)
+    model = make_model("sasrec", SASRecConfig(num_items=n, max_len=length, dim=8, num_layers=1, num_heads=1,
+                                              ff_dim=16))
+    encoder = model.init(jax.random.key(seed + 2))
+    policy, params, spec, mode = model_policy("neural_linear_ucb", model, encoder, n, k, jax.random.key(seed + 3))
+    config = EngineConfig(num_streams=streams, slate_size=k, mode=mode, log_tuples=True, log_context="none",
+                          log_marginal=False)
+    run = make_run(config, policy, sim, spec=spec)
+    state = init_sharded(run, jax.random.key(seed + 4), params, env_params, streams_mesh())
+    state, metrics = jax.jit(run.run_chunk, static_argnums=1)(state, steps)
+    state, metrics = gather((state, metrics))
+    return {"reward_sum": metrics["reward"].astype(np.float64).sum(axis=0), "action": metrics["log"]["action"],
+            **_state_leaves("policy_state", state.policy_state)}
+
+
+def population_run(members: int, streams: int, interval: int, rounds: int, seed: int) -> dict[str, np.ndarray]:
+    """PBT of epsilon over ``members`` members split over a global ``"members"`` mesh."""
+    from rec_jax.adapt.pbt import PBTConfig, make_pbt_run
+    from rec_jax.policies.epsilon_greedy import EpsilonGreedyParams
+    from rec_jax.sim.recsys import make_synthetic_recsys_env
+
+    sim, env_params = make_synthetic_recsys_env(num_items=20, slate_size=1, seed=seed)
+    spec = PolicySpec(num_items=sim.num_items, feature_dim=sim.feature_dim, slate_size=1)
+    policy, _ = make_policy("epsilon_greedy", spec)
+    engine = make_run(EngineConfig(num_streams=streams), policy, sim, spec=spec)
+    mesh = global_mesh("members")
+    # Each process builds the hyperparameters of its own members only (its rows of [M]).
+    rows = process_rows(members, mesh)
+    eps = np.geomspace(0.01, 0.5, members).astype(np.float32)[rows]
+    local = EpsilonGreedyParams(epsilon=eps, decay=np.zeros_like(eps), initial_value=np.zeros_like(eps))
+    population = from_process_local(local, mesh, members)
+    pbt = make_pbt_run(engine, PBTConfig(interval=interval))
+    pop, out = jax.jit(pbt, static_argnums=3)(jax.random.key(seed), population, env_params, rounds)
+    pop, out = gather((pop, out))
+    return {**{k: np.asarray(v) for k, v in out.items()}, **_state_leaves("policy_state", pop.policy_state)}
