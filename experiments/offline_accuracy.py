@@ -129,7 +129,8 @@ def run(args: Config) -> dict:
     from rec_jax.train.pipeline import prepare, prepare_fold
 
     base = sequential_config("sasrec", args, seeds[0])
-    seqs = load(args.data, min_user=base.min_user_interactions, min_item=base.min_item_interactions)
+    seqs = load(args.data, min_user=base.min_user_interactions, min_item=base.min_item_interactions,
+                filter=base.filter)
     out = Path(args.out)
     metrics: dict[str, float] = {}
     per_model = {}

@@ -17,16 +17,16 @@ from rec_jax.data.fetch import data_home, data_record, dataset_dir, fetch, inter
 from rec_jax.data.loaders import (Interactions, load_csv, load_inter, load_interactions, load_ratings_dat,
                                   load_udata, load_user_item)
 from rec_jax.data.obd import BanditLog, load_bts_prior, load_obd
-from rec_jax.data.preprocess import SequenceData, build_sequences, kcore_filter
+from rec_jax.data.preprocess import FILTERS, SequenceData, apply_filter, build_sequences, kcore_filter, sasrec_filter
 from rec_jax.data.splits import EvalArrays, LOOSplit, eval_arrays, kfold_users, leave_one_out
 from rec_jax.data.synthetic import SyntheticTruth, synthetic_interactions
 
 __all__ = [
-    "BanditLog", "DataError", "EvalArrays", "Interactions", "LOOSplit", "SequenceData", "SyntheticTruth", "Windows",
+    "FILTERS", "BanditLog", "DataError", "EvalArrays", "Interactions", "LOOSplit", "SequenceData", "SyntheticTruth", "Windows",
     "batch_indices", "build_sequences", "data_home", "data_record", "dataset_dir", "eval_arrays", "fetch", "interaction_file",
     "is_fetched", "kcore_filter", "kfold_users", "leave_one_out", "load", "load_bts_prior", "load_csv", "load_inter",
     "load_interactions", "load_log", "load_obd", "load_ratings_dat", "load_udata", "load_user_item", "make_windows",
-    "safe_extract",
+    "apply_filter", "safe_extract", "sasrec_filter",
     "synthetic_interactions",
 ]
 
@@ -42,10 +42,12 @@ def load_log(data: str) -> Interactions:
     return load_interactions(Path(data))
 
 
-def load(data: str, *, min_user: int = 5, min_item: int = 5) -> SequenceData:
-    """Sequences for ``data`` ("synthetic", "ml-100k" or a path), after the k-core filter.
+def load(data: str, *, min_user: int = 5, min_item: int = 5, filter: str = "kcore") -> SequenceData:
+    """Sequences for ``data`` ("synthetic", a dataset name or a path), after ``filter``.
 
+    ``filter``: "kcore" (iterated, ids by sorted raw id) or "sasrec" (one pass on raw counts,
+    ids by first appearance; :func:`rec_jax.data.preprocess.sasrec_filter`).
     ML-100K with the defaults: 943 users, 1,349 items, 99,287 interactions (every
     rating counts as an interaction), as RecBole reports for the same protocol.
     """
-    return build_sequences(kcore_filter(load_log(data), min_user=min_user, min_item=min_item))
+    return apply_filter(load_log(data), filter, min_user=min_user, min_item=min_item)

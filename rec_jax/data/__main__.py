@@ -20,18 +20,19 @@ class Fetch:
 
 @dataclasses.dataclass(frozen=True)
 class Stats:
-    """Print users/items/interactions after the k-core filter."""
+    """Print users/items/interactions after the filter."""
 
     data: str  # ml-100k, synthetic, or a path to an interaction file
     min_user: int = 5  # k-core: users with fewer interactions are dropped
     min_item: int = 5  # k-core: items with fewer interactions are dropped
+    filter: str = "kcore"  # kcore (iterated) or sasrec (one pass on raw counts, ids by first appearance)
 
 
 def run(cmd: Fetch | Stats) -> None:
     if isinstance(cmd, Fetch):
         print(fetch(cmd.name))
     else:
-        seqs = load(cmd.data, min_user=cmd.min_user, min_item=cmd.min_item)
+        seqs = load(cmd.data, min_user=cmd.min_user, min_item=cmd.min_item, filter=cmd.filter)
         print(f"users: {seqs.num_users}\nitems: {seqs.num_items}\ninteractions: {seqs.num_interactions}")
 
 

@@ -24,21 +24,30 @@ class PreparedData:
     windows: Any
     valid: Any
     test: Any
+    dropped_short_users: int = 0  # users with < 3 interactions left out (``filter="sasrec"`` only)
 
     @property
     def num_items(self) -> int:
         return int(self.seqs.num_items)
 
     def stats(self) -> dict[str, int]:
-        return {
+        out = {
             "num_users": int(self.seqs.num_users),
             "num_items": int(self.seqs.num_items),
             "num_interactions": int(self.seqs.items.shape[0]),
         }
+        if self.dropped_short_users:
+            out["num_users_dropped_short"] = int(self.dropped_short_users)
+        return out
 
 
 def prepare(config: TrainConfig, seqs=None) -> PreparedData:
-    """Load (unless ``seqs`` is given), split leave-one-out, and cut training windows."""
+    """Load (unless ``seqs`` is given), split leave-one-out, and cut training windows.
+
+    The one-pass ``filter="sasrec"`` can leave users with fewer than 3 interactions (no
+    valid/test item): they are left out, as SASRec's own evaluation skips them, and counted
+    in ``dropped_short_users`` (``num_users_dropped_short`` in the run's metrics). Their 1-2
+    rows would give SASRec at most one training target each."""
     if config.window_stride < 1 or config.window_stride > config.max_len:
         raise ValueError(
             f"window_stride={config.window_stride}: expected 1 <= window_stride <= max_len={config.max_len}")
@@ -49,12 +58,21 @@ def prepare(config: TrainConfig, seqs=None) -> PreparedData:
             config.data,
             min_user=config.min_user_interactions,
             min_item=config.min_item_interactions,
+            filter=config.filter,
         )
+    dropped = 0
+    if config.filter == "sasrec":
+        import numpy as np
+
+        short = seqs.lengths < 3
+        dropped = int(short.sum())
+        if dropped:
+            seqs = subset_users(seqs, np.flatnonzero(~short))
     split = leave_one_out(seqs)
     windows = make_windows(split.train, config.max_len, config.window_stride)
     valid = eval_arrays(split, "valid", config.max_len)
     test = eval_arrays(split, "test", config.max_len)
-    return PreparedData(seqs=seqs, split=split, windows=windows, valid=valid, test=test)
+    return PreparedData(seqs=seqs, split=split, windows=windows, valid=valid, test=test, dropped_short_users=dropped)
 
 
 def subset_users(seqs, users):
