@@ -171,3 +171,23 @@ def test_data_record_of_a_path(tmp_path):
     p.write_text("1 2\n1 3\n")
     rec = data_record(str(p))
     assert rec["sha256"] == hashlib.sha256(b"1 2\n1 3\n").hexdigest() and rec["bytes"] == 8
+
+
+def test_training_run_records_the_data_sha256(tmp_path):
+    """A run's config.json names the file it read and its SHA-256 (hashed here from the bytes)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from experiments.train_sequential import main as train
+
+    rng = np.random.default_rng(0)
+    log = tmp_path / "log.txt"
+    log.write_text("".join(f"{u} {i}\n" for u in range(1, 41) for i in rng.choice(np.arange(1, 31), 8, replace=False)))
+    out = tmp_path / "run"
+    train(["--preset", "tiny-sasrec", "--data", str(log), "--filter", "sasrec", "--out", str(out),
+           "--epochs", "1", "--no-progress"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["filter"] == "sasrec"
+    assert config["data"]["sha256"] == hashlib.sha256(log.read_bytes()).hexdigest()
+    assert config["data"]["file"] == str(log.resolve())
