@@ -116,3 +116,72 @@ def population_run(members: int, streams: int, interval: int, rounds: int, seed:
     pop, out = jax.jit(pbt, static_argnums=3)(jax.random.key(seed), population, env_params, rounds)
     pop, out = gather((pop, out))
     return {**{k: np.asarray(v) for k, v in out.items()}, **_state_leaves("policy_state", pop.policy_state)}
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def scale_run(mode: str, streams: int, chunk: int, steps: int, items: int, dim: int, seed: int) -> dict:
+    """``streams`` LinUCB streams, ``chunk`` at a time over every process's devices.
+
+    Chunk c is the engine run with key ``fold_in(key, c)`` (as ``bench_engine.py
+    --stream-chunk``); a process only ever holds its devices' part of one chunk.
+    Returns the reward total (f64), user-steps/s and every process's peak RSS (MB).
+    """
+    from jax.experimental import multihost_utils
+
+    if streams % chunk:
+        raise ValueError(f"--stream-chunk {chunk} must divide --streams {streams}")
+    run, params, env_params = linucb_engine(mode, chunk, items, dim, seed, log=False)
+    mesh = streams_mesh()
+
+    def chunk_fn(rs):  # only the per-stream reward totals leave the jit
+        rs, m = run.run_chunk(rs, steps)
+        return rs, m["reward"].sum(axis=0)
+
+    fn = jax.jit(chunk_fn, donate_argnums=0)
+    root = jax.random.key(seed)
+    total, run_s, compile_s = 0.0, 0.0, 0.0
+    for c in range(streams // chunk):
+        state = init_sharded(run, jax.random.fold_in(root, c), params, env_params, mesh)
+        jax.block_until_ready(state)
+        t0 = time.perf_counter()
+        state, rewards = fn(state)
+        jax.block_until_ready(rewards)
+        if c == 0:
+            compile_s = time.perf_counter() - t0
+        else:
+            run_s += time.perf_counter() - t0
+        total += float(gather(rewards).astype(np.float64).sum())
+        del state, rewards
+    rss = multihost_utils.process_allgather(np.asarray([_peak_rss_mb()]))
+    timed = streams - chunk  # the first chunk also compiled
+    return {"streams": streams, "stream_chunk": chunk, "steps": steps, "items": items, "dim": dim, "mode": mode,
+            "final_reward_sum": total, "first_chunk_s": compile_s, "run_s": run_s,
+            "user_steps_per_s": timed * steps / run_s if run_s > 0 else None,
+            "peak_rss_mb_per_process": [float(x) for x in np.ravel(rss)],
+            "peak_rss_mb_total": float(np.sum(rss))}
+
+
+def resume_run(mode: str, streams: int, steps: int, items: int, dim: int, seed: int, ckpt_dir, chunk_steps: int,
+               die_process: int | None, die_after_step: int | None) -> dict[str, np.ndarray]:
+    """A checkpointed LinUCB run (:func:`rec_jax.distributed.checkpoint.run_with_checkpoints`)."""
+    import os
+    import signal
+
+    from rec_jax.distributed.checkpoint import run_with_checkpoints
+
+    run, params, env_params = linucb_engine(mode, streams, items, dim, seed)
+
+    def after_chunk(step):
+        if jax.process_index() == die_process and step == die_after_step:
+            os.kill(os.getpid(), signal.SIGKILL)  # as a preempted host: no cleanup, no goodbye
+
+    state, metrics = run_with_checkpoints(run, jax.random.key(seed), params, env_params, steps, ckpt_dir=ckpt_dir,
+                                          chunk_size=chunk_steps, mesh=streams_mesh(), after_chunk=after_chunk)
+    state = gather(state)
+    return {"reward": metrics["reward"], "action": metrics["log"]["action"],
+            **_state_leaves("policy_state", state.policy_state), **_state_leaves("env_state", state.env_state)}

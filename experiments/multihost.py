@@ -141,10 +141,11 @@ def _launch(cfg: Config, processes: int, devices: int, out: Path) -> dict:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     res = launch(argv, processes, devices, out / "logs", timeout_s=cfg.timeout_s, env=env)
     if res.failure is not None:
-        print(res.failure, file=sys.stderr, flush=True)
         tail = res.logs[0].read_text().strip().splitlines()[-1:] if res.logs[0].exists() else []
-        if tail and tail[0].startswith("error:"):  # a one-line refusal of the program itself
-            print(tail[0], file=sys.stderr, flush=True)
+        # A refusal of the program itself (rec_jax.cli's one "error: ..." line, exit 2) is that line;
+        # anything else (a killed or crashed process) is the launcher's line naming the process.
+        refused = all(rc == 2 for rc in res.returncodes) and tail and tail[0].startswith("error:")
+        print(tail[0] if refused else res.failure, file=sys.stderr, flush=True)
         raise SystemExit(1)
     return {"wall_s": res.wall_s, **json.loads((out / "info.json").read_text())}
 

@@ -26,6 +26,7 @@ from rec_jax.distributed.runtime import (ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV
 class LaunchResult:
     returncodes: list[int]  # per process; negative: killed by that signal
     failure: str | None  # the one line naming the first process that died, or None
+    stop_s: float | None  # seconds from that death until every process had stopped
     wall_s: float
     logs: list[Path]
 
@@ -66,17 +67,17 @@ def launch(argv: list[str], num_processes: int, devices_per_process: int, log_di
         procs.append(subprocess.Popen([sys.executable, *argv], env=penv, stdout=files[-1], stderr=subprocess.STDOUT))
     if on_start is not None:
         on_start(procs)
-    failure, deadline = None, t0 + timeout_s
+    failure, deadline, died_at = None, t0 + timeout_s, None
     try:
-        while any(p.poll() is None for p in procs):
+        while any([p.poll() is None for p in procs]):  # a list: poll every process, not just the first
             now = time.monotonic()
             if failure is None:
                 dead = [i for i, p in enumerate(procs) if p.returncode not in (None, 0)]
                 if dead:
                     i = dead[0]
                     failure = (f"multihost: process {i} of {num_processes} (pid {procs[i].pid}) "
-                               f"{_describe(procs[i].returncode)}; stopping the others (log: {logs[i]})")
-                    deadline = min(deadline, now + grace_s)
+                               f"{_describe(procs[i].returncode)} (log: {logs[i]})")
+                    died_at, deadline = now, min(deadline, now + grace_s)
             if now > deadline:
                 for p in procs:
                     if p.poll() is None:
@@ -92,7 +93,10 @@ def launch(argv: list[str], num_processes: int, devices_per_process: int, log_di
         for f in files:
             f.close()
     rcs = [p.returncode for p in procs]
+    stop_s = None if died_at is None else time.monotonic() - died_at
+    if stop_s is not None and num_processes > 1:
+        failure += f"; the other processes stopped {stop_s:.1f} s later"
     if failure is None and any(rcs):  # several died between two polls: name the first non-zero
         i = next(i for i, rc in enumerate(rcs) if rc)
         failure = f"multihost: process {i} of {num_processes} (pid {procs[i].pid}) {_describe(rcs[i])} (log: {logs[i]})"
-    return LaunchResult(rcs, failure, time.monotonic() - t0, logs)
+    return LaunchResult(rcs, failure, stop_s, time.monotonic() - t0, logs)
