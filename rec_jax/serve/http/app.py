@@ -199,7 +199,7 @@ def make_app(cfg: ServiceConfig, loaded=None, *, on_ready=None) -> Starlette:
     async def reward(request: Request) -> Response:
         obj = parse_json(await _read_body(request, cfg.max_body_bytes))
         decision_id, rewards = parse_reward(obj, max_slate=cfg.max_slate)
-        outcome = await asyncio.wrap_future(service.log.log_reward(decision_id, rewards))
+        outcome = await service.log.log_reward(decision_id, rewards, loop=asyncio.get_running_loop())
         if outcome.status in REWARD_STATUS:
             return _error(REWARD_STATUS[outcome.status], outcome.message)
         if outcome.status == "ok":

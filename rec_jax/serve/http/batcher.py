@@ -87,11 +87,18 @@ class Batcher:
         self.thread.join()
 
     def _answer(self, future: asyncio.Future, answer: Answer) -> None:
-        def set_result():
-            if not future.done():
-                future.set_result(answer)
+        self._answer_all([(future, answer)])
 
-        self.loop.call_soon_threadsafe(set_result)
+    def _answer_all(self, pairs) -> None:
+        """Complete many futures with ONE wake-up of the event loop (each
+        ``call_soon_threadsafe`` writes to the loop's self-pipe)."""
+
+        def set_results():
+            for future, answer in pairs:
+                if not future.done():
+                    future.set_result(answer)
+
+        self.loop.call_soon_threadsafe(set_results)
 
     # ---- the batcher thread ---------------------------------------------------------------
     def _take(self):
@@ -191,8 +198,10 @@ class Batcher:
 
         def on_commit(fut):
             err = fut.exception()
-            for future, answer in answers:
-                self._answer(future, answer if err is None else
-                             Answer(500, {"error": f"decision log: {type(err).__name__}: {err}"}))
+            if err is not None:
+                failed = Answer(500, {"error": f"decision log: {type(err).__name__}: {err}"})
+                self._answer_all([(future, failed) for future, _ in answers])
+            else:
+                self._answer_all(answers)
 
         committed.add_done_callback(on_commit)

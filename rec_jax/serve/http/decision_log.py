@@ -122,8 +122,14 @@ class DecisionLog:
     def log_decisions(self, decisions: list[Decision]) -> concurrent.futures.Future:
         return self._submit(("decisions", decisions))
 
-    def log_reward(self, decision_id: str, rewards: list[float]) -> concurrent.futures.Future:
-        return self._submit(("reward", (decision_id, [float(r) for r in rewards])))
+    def log_reward(self, decision_id: str, rewards: list[float], *, loop=None):
+        """Future[RewardOutcome]; with ``loop`` an asyncio future of that loop, completed
+        together with every other one of the same commit (one wake-up per commit)."""
+        if loop is None:
+            return self._submit(("reward", (decision_id, [float(r) for r in rewards])))
+        future = loop.create_future()
+        self.jobs.put(((("reward", (decision_id, [float(r) for r in rewards]))), (loop, future)))
+        return future
 
     def set_meta(self, key: str, value: str) -> concurrent.futures.Future:
         return self._submit(("meta", (key, value)))
@@ -171,13 +177,31 @@ class DecisionLog:
                 self.con.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            for _, future in batch:
-                future.set_exception(err)
+            self._complete([(future, err, True) for _, future in batch])
             return
         self.commits += 1
         self.jobs_committed += len(batch)
-        for (_, future), result in zip(batch, results):
-            future.set_result(result)
+        self._complete([(future, result, False) for (_, future), result in zip(batch, results)])
+
+    @staticmethod
+    def _complete(done) -> None:
+        """Set each job's result (or exception); asyncio futures grouped per loop."""
+        by_loop: dict = {}
+        for future, value, failed in done:
+            if isinstance(future, tuple):
+                by_loop.setdefault(future[0], []).append((future[1], value, failed))
+            elif failed:
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+
+        def settle(items):
+            for fut, value, failed in items:
+                if not fut.done():
+                    fut.set_exception(value) if failed else fut.set_result(value)
+
+        for loop, items in by_loop.items():
+            loop.call_soon_threadsafe(settle, items)
 
     def _apply(self, kind: str, payload):
         if kind == "decisions":

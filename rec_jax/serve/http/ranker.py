@@ -106,6 +106,7 @@ class Ranker:
                                   fast_epsilon=name == "epsilon_greedy")
             self.policies[name] = (policy, pparams, step)
         self.default_policy = cfg.policies[0]
+        self.versions: dict[str, str] = {}
         self.rebuild_rows = make_rebuild_rows(self.inc)
         self.table = SlotTable(cfg.capacity, scratch=self.max_rows, policy="lru")
         self.store = init_store(self.inc, self.table.num_rows, model.config.dim)
@@ -138,8 +139,12 @@ class Ranker:
         return self.history.tails([uid], int(self.history.lengths[uid]))[0].tolist()
 
     def policy_version(self, name: str) -> str:
-        params = policy_params_dict(self.policies[name][1])
-        return name + "(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+        """``name(param=value, ...)``: logged with every decision (computed once per policy)."""
+        version = self.versions.get(name)
+        if version is None:
+            params = policy_params_dict(self.policies[name][1])
+            version = self.versions[name] = name + "(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
+        return version
 
     # ---- serving ------------------------------------------------------------------------
     def warmup(self) -> None:

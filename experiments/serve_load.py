@@ -1,0 +1,338 @@
+"""Load test of the HTTP decision service: open loop, closed loop, SIGKILL and restart.
+
+    python experiments/serve_load.py --quick        # about 3 minutes on 2 cores
+    python experiments/serve_load.py [--model-dir RUN] [--rate 1000] [--duration-s 20]
+
+1. The model: ``--model-dir`` (a ``train_sequential.py`` run on ML-100K) or, without
+   one, the ``ml100k-sasrec`` shape with random-initialised weights written to
+   ``<workdir>/model`` (throughput and latency do not depend on the weights; the
+   clicks, drawn from the simulator, do not need a good model either).
+2. The service (``python -m rec_jax.serve.http``) starts on 127.0.0.1 at a free port
+   with its decision log in ``<workdir>/decisions.db`` (started afresh).
+3. ML-100K users replay their real events against it from one bounded asynchronous
+   aiohttp client on the same machine (``experiments/_serve_client.py``); clicks on
+   each slate come from the ``ml100k`` simulator's ground truth (position-based model).
+   * open loop: ``--rate`` rank cycles/s (each ``/rank`` followed by its ``/reward``);
+     ``http_rank_p50_ms`` / ``http_rank_p99_ms`` from the scheduled start;
+   * closed loop to saturation: ``--concurrency`` workers back to back, each level for
+     ``--closed-duration-s``; ``max_requests_per_s`` = the highest rank+reward rate
+     whose rank p99 stayed under 100 ms;
+   * SIGKILL: an open-loop phase during which the service is killed with SIGKILL
+     halfway and restarted on the same log; afterwards every acknowledged reward is
+     looked up in the log (``rewards_lost`` = acknowledged but absent) and the
+     restarted service's model version is compared with the killed one's.
+4. In-process (``rec_jax.serve.server``, no HTTP): the saturated warm replay of all
+   ML-100K users' interleaved sequences at micro-batch 256 (what
+   ``experiments/realtime.py`` calls ``load_events_per_s_warm``) and the incremental
+   step against re-encoding the L-item window on the same micro-batches.
+
+Prints one JSON line (and writes it to ``<workdir>/serve_load.json``). Client and
+server share the machine's cores: the figures are those of the whole system.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import rec_jax.cli  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+P99_LIMIT_MS = 100.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Load test of the HTTP decision service (see module docstring)."""
+
+    quick: bool = False  # short phases, two closed-loop levels, a smaller in-process replay
+    model_dir: str = ""  # a train_sequential.py run on ML-100K (empty: random-init ml100k-sasrec weights)
+    workdir: str = "runs/serve_load"  # model (if generated), decision log, server output, result JSON
+    rate: float = 1000.0  # open loop: rank cycles started per second
+    duration_s: float = 0.0  # open-loop phase length (0: 20 s; quick: 8 s)
+    concurrency: tuple[int, ...] = ()  # closed-loop worker counts tried (empty: 8 16 32 64 128; quick: 16 64)
+    closed_duration_s: float = 0.0  # each closed-loop level (0: 10 s; quick: 5 s)
+    kill: bool = True  # the SIGKILL-and-restart phase
+    kill_duration_s: float = 0.0  # its open-loop length, killed halfway (0: 16 s; quick: 8 s)
+    kill_rate: float = 300.0  # its rate (cycles/s)
+    in_process: bool = True  # the in-process figures (rec_jax.serve.server, no HTTP)
+    in_process_events: int = 0  # events of the in-process replay (0: all of ML-100K; quick: 16384)
+    slate_size: int = 10  # K slots per slate
+    policy: str = "epsilon_greedy"  # the served policy
+    seed: int = 0
+
+
+def resolve(cfg: Config) -> dict:
+    q = cfg.quick
+    settings = dict(dataclasses.asdict(cfg),
+                    duration_s=cfg.duration_s or (8.0 if q else 20.0),
+                    concurrency=tuple(cfg.concurrency) or ((16, 64) if q else (8, 16, 32, 64, 128)),
+                    closed_duration_s=cfg.closed_duration_s or (5.0 if q else 10.0),
+                    kill_duration_s=cfg.kill_duration_s or (8.0 if q else 16.0),
+                    in_process_events=cfg.in_process_events or (16384 if q else 0))
+    if cfg.rate <= 0 or cfg.kill_rate <= 0:
+        raise ValueError(f"--rate and --kill-rate must be > 0 cycles/s, got {cfg.rate}, {cfg.kill_rate}")
+    if min(settings["concurrency"]) < 1:
+        raise ValueError(f"--concurrency: expected positive worker counts, got {settings['concurrency']}")
+    return settings
+
+
+def random_model_dir(folder: Path, num_items: int, seed: int) -> Path:
+    """A run folder with random-initialised ``ml100k-sasrec`` weights, as train_sequential.py writes one."""
+    import jax
+
+    from rec_jax import checkpoint, runs
+    from rec_jax.models import make_model
+    from rec_jax.train.config import get_preset, model_config
+
+    if (folder / "config.json").exists():
+        return folder
+    config = get_preset("ml100k-sasrec")
+    model = make_model(config.model, model_config(config, num_items))
+    params = model.init(jax.random.key(seed))
+    checkpoint.save(folder / "checkpoints", 0, {"best_params": params})
+    runs.write_config(folder, config, note="random-initialised weights (experiments/serve_load.py)")
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServiceProcess:
+    """``python -m rec_jax.serve.http`` as a child process on 127.0.0.1."""
+
+    def __init__(self, model_dir: Path, db: Path, port: int, log_path: Path, slate_size: int, policy: str):
+        self.args = [sys.executable, "-m", "rec_jax.serve.http", "--model-dir", str(model_dir), "--db", str(db),
+                     "--port", str(port), "--slate-size", str(slate_size), "--max-slate", str(slate_size),
+                     "--policy", policy]
+        self.base = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 300.0) -> float:
+        """Start and wait for /healthz; returns the seconds it took."""
+        import urllib.request
+
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        start = time.perf_counter()
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        while time.perf_counter() - start < timeout_s:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the service exited with code {self.proc.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(self.base + "/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - start
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"the service did not answer /healthz within {timeout_s:.0f} s; see {self.log_path}")
+
+    def health(self) -> dict:
+        import urllib.request
+
+        with urllib.request.urlopen(self.base + "/healthz", timeout=5) as r:
+            return json.loads(r.read())
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def simulated_users(seed: int, slate_size: int):
+    from experiments._serve_client import Users
+    from rec_jax.sim.recsys import calibrate, ml100k_ground_truth, pbm_examination
+
+    gt, seqs = ml100k_ground_truth()
+    offset, scale = calibrate(gt)
+    return Users(seqs, gt, offset, scale, np.asarray(pbm_examination(slate_size)), seed=seed), seqs
+
+
+async def http_phases(service: ServiceProcess, users, settings: dict, log) -> dict:
+    import aiohttp
+
+    from experiments._serve_client import closed_loop, open_loop
+
+    k = settings["slate_size"]
+    out: dict = {"acknowledged": []}
+    connector = aiohttp.TCPConnector(limit=512)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await open_loop(session, service.base, users, 50.0, 1.0, k)  # connections, caches, first steps
+        tally = await open_loop(session, service.base, users, settings["rate"], settings["duration_s"], k)
+        out["open"] = s = tally.summary()
+        out["acknowledged"] += tally.acknowledged
+        log(f"open loop {settings['rate']:.0f} cycles/s: rank p50 {s['rank_p50_ms']:.1f} ms, p99 "
+            f"{s['rank_p99_ms']:.1f} ms, {s['requests_per_s']:.0f} requests/s, errors {s['errors']}, "
+            f"skipped {s['skipped']}, CTR {s['ctr']:.4f}")
+        out["closed"] = []
+        for c in settings["concurrency"]:
+            tally = await closed_loop(session, service.base, users, c, settings["closed_duration_s"], k)
+            s = dict(tally.summary(), concurrency=c)
+            out["closed"].append(s)
+            out["acknowledged"] += tally.acknowledged
+            log(f"closed loop {c} workers: {s['requests_per_s']:.0f} requests/s, rank p99 {s['rank_p99_ms']:.1f} ms,"
+                f" errors {s['errors']}")
+    return out
+
+
+async def kill_phase(service: ServiceProcess, users, settings: dict, log) -> dict:
+    import aiohttp
+
+    from experiments._serve_client import open_loop
+
+    before = service.health()["model_version"]
+    half = settings["kill_duration_s"] / 2
+    state = {"killed": False}
+    loop = asyncio.get_running_loop()
+    restart: dict = {}
+
+    def during(elapsed_s: float) -> None:
+        if not state["killed"] and elapsed_s >= half:
+            state["killed"] = True
+            service.kill()
+            log("SIGKILL sent to the service; restarting it on the same log")
+            restart["future"] = loop.run_in_executor(None, service.start)
+
+    connector = aiohttp.TCPConnector(limit=512)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tally = await open_loop(session, service.base, users, settings["kill_rate"], settings["kill_duration_s"],
+                                settings["slate_size"], during=during)
+        restart_s = await restart["future"]
+        after_tally = await open_loop(session, service.base, users, 50.0, 2.0, settings["slate_size"])
+    after = service.health()["model_version"]
+    log(f"kill phase: {tally.reward_ok} rewards acknowledged, errors {dict(tally.errors)}; restart took "
+        f"{restart_s:.1f} s; model version before {before}, after {after}")
+    return {"acknowledged": tally.acknowledged + after_tally.acknowledged, "restart_s": restart_s,
+            "model_version_before": before, "model_version_after": after, "errors": dict(tally.errors),
+            "after_restart_rank_ok": after_tally.rank_ok}
+
+
+def rewards_in_log(db: Path, decision_ids: list[str]) -> int:
+    con = sqlite3.connect(f"file:{db.absolute()}?mode=ro", uri=True)
+    try:
+        found = {row[0] for row in con.execute("SELECT decision_id FROM rewards")}
+    finally:
+        con.close()
+    return sum(1 for d in set(decision_ids) if d in found)
+
+
+def in_process_figures(model_dir: Path, batch: int, max_events: int, log) -> dict:
+    """The in-process saturated warm throughput and the incremental-vs-re-encode step ratio."""
+    import jax
+
+    from experiments._realtime_replay import Prequential, concurrent_stream, replay, seen_before
+    from rec_jax.data import load
+    from rec_jax.serve.server import Reencoder, Server, ServerConfig
+    from rec_jax.train.load import load_trained
+
+    seqs = load("ml-100k")
+    model, params, _ = load_trained(model_dir, seqs.num_items)
+    histories, users, items = concurrent_stream(seqs)
+    n = min(max_events or len(users), len(users))
+    users, items = users[:n], items[:n]
+    cfg = ServerConfig(batch_size=batch, capacity=seqs.num_users, update_every=max(256, batch))
+    key = jax.random.key(1)
+    server = Server(model, params, histories, cfg, key)
+    server.warmup()
+    nothing = Prequential(np.zeros((seqs.num_users, cfg.eval_k), np.int32), np.zeros(seqs.num_users, bool))
+    out = replay(server, users, items, batch, 0.0, nothing, desc="in-process load")
+    first_round_end = int(out["batch_of"][~seen_before(users)].max())
+    warm_events = n - int(np.sum(out["batch_len"][: first_round_end + 1]))
+    warm_s = out["batch_end_s"][-1] - out["batch_end_s"][first_round_end]
+    warm = float(warm_events / warm_s) if warm_events > 0 else float("nan")
+    # incremental vs re-encode on the same full micro-batches (policy, scoring, top-k in both)
+    timed = Server(model, params, histories, dataclasses.replace(cfg, online=False, pad_to_full=True), key,
+                   compiled=None)
+    timed.warmup()
+    reencoder = Reencoder(timed)
+    reencoder.serve(users[:0], items[:0], np.zeros(0, np.int64))
+    reencoder.seen = jax.numpy.array(timed.seen, copy=True)
+    m = min(n, 8192)
+    pre = Prequential(np.zeros((seqs.num_users, cfg.eval_k), np.int32), np.zeros(seqs.num_users, bool))
+    pre_r = Prequential(np.zeros((seqs.num_users, cfg.eval_k), np.int32), np.zeros(seqs.num_users, bool))
+    both = replay(timed, users[:m], items[:m], batch, 0.0, pre, reencoder=reencoder, pre_reencode=pre_r,
+                  desc="incremental vs re-encode")
+    keep = slice(min(2, len(both["step_s"]) - 1), None)
+    inc_ms, full_ms = 1e3 * np.median(both["step_s"][keep]), 1e3 * np.median(both["reencode_s"][keep])
+    log(f"in-process b={batch}: {warm:,.0f} events/s warm over {n} events; step {inc_ms:.2f} ms incremental vs "
+        f"{full_ms:.2f} ms re-encode")
+    return {f"in_process_events_per_s/batch={batch}": warm,
+            f"incremental_speedup/batch={batch}": float(full_ms / inc_ms),
+            f"in_process_step_ms/incremental/batch={batch}": float(inc_ms),
+            f"in_process_step_ms/reencode/batch={batch}": float(full_ms), "in_process_events": n}
+
+
+def main(cfg: Config, log=print) -> dict:
+    from rec_jax.roofline import cpu_model
+
+    settings = resolve(cfg)
+    work = Path(cfg.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    users, seqs = simulated_users(cfg.seed, cfg.slate_size)
+    model_dir = Path(cfg.model_dir) if cfg.model_dir else random_model_dir(work / "model", seqs.num_items, cfg.seed)
+    db = work / "decisions.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    service = ServiceProcess(model_dir, db, free_port(), work / "service.log", cfg.slate_size, cfg.policy)
+    result: dict = {"cpu_model": cpu_model(), "model": str(model_dir) if cfg.model_dir else "random-init ml100k-sasrec",
+                    "rate_offered": settings["rate"], "slate_size": cfg.slate_size, "policy": cfg.policy}
+    try:
+        result["service_start_s"] = service.start()
+        log(f"service up in {result['service_start_s']:.1f} s at {service.base}")
+        phases = asyncio.run(http_phases(service, users, settings, log))
+        acknowledged = list(phases["acknowledged"])
+        result["http_rank_p50_ms"] = phases["open"]["rank_p50_ms"]
+        result["http_rank_p99_ms"] = phases["open"]["rank_p99_ms"]
+        result["open_loop"] = phases["open"]
+        result["closed_loop"] = phases["closed"]
+        under = [s["requests_per_s"] for s in phases["closed"] if s["rank_p99_ms"] < P99_LIMIT_MS]
+        result["max_requests_per_s"] = max(under) if under else float("nan")
+        if cfg.kill:
+            killed = asyncio.run(kill_phase(service, users, settings, log))
+            acknowledged += killed.pop("acknowledged")
+            result["kill"] = killed
+            result["resumed_model_version"] = killed["model_version_before"] == killed["model_version_after"]
+    finally:
+        service.stop()
+    result["rewards_acknowledged"] = len(set(acknowledged))
+    result["rewards_in_log"] = rewards_in_log(db, acknowledged)
+    result["rewards_lost"] = result["rewards_acknowledged"] - result["rewards_in_log"]
+    if cfg.in_process:
+        result.update(in_process_figures(model_dir, 256, settings["in_process_events"], log))
+    (work / "serve_load.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(result, sort_keys=True))
+    return result
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return rec_jax.cli.main(Config, main, argv, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
