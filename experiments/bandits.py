@@ -2,6 +2,7 @@
 
     python experiments/bandits.py --quick                      # minutes on 2 cores
     python experiments/bandits.py --data synthetic --quick     # no MovieLens needed
+    python experiments/bandits.py --data my_log.csv --envs ml100k --quick   # the recommender env fitted to your log
     python -m experiments.bandits --envs bernoulli,linear --policies linucb,ucb1 --seeds 10
 
 For each (env, policy) the seeds are vmapped in ONE jit of the online engine
@@ -12,7 +13,9 @@ features so the contextual policies reduce to per-arm estimates there.
 
 Writes into ``--out`` (default ``runs/bandits``), all at the end, via a temp folder:
 
-* ``config.json``   resolved config + provenance
+* ``config.json``   resolved config + provenance; with a fitted recommender env, ``sim_fit``:
+  its calibrated CTRs and how its item popularity matches the data it was fitted on
+  (:func:`rec_jax.sim.recsys_fit.fit_check`)
 * ``metrics.json``  ``final_regret/<env>/<policy>`` (regret summed over T, averaged
   over streams, then over seeds), ``final_ctr/<env>/<policy>`` (mean click rate),
   ``final_reward/<env>/<policy>``, each with ``<key>_ci95`` (95% t half-width over seeds)
@@ -28,7 +31,6 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -53,7 +55,7 @@ class Config:
     out: Path = Path("runs/bandits")  # run folder (replaced atomically at the end)
     seeds: int = 5  # seeds averaged (95% CI over them); vmapped in one jit
     quick: bool = False  # small size: fewer steps and streams
-    data: Literal["synthetic", "ml-100k"] = "ml-100k"  # recommender env: ml100k or synthetic_recsys
+    data: str = "ml-100k"  # recommender env: "synthetic" (synthetic_recsys), or "ml-100k" / "ml-1m" / "ml-20m" / a log file (the ml100k env fitted to it)
     envs: str = ",".join(ALL_ENVS)  # comma-separated env names (ml100k follows --data)
     policies: str = ",".join(ALL_POLICIES)  # comma-separated policy names
     steps: int | None = None  # T steps per stream (default 1000, quick 200)
@@ -69,7 +71,13 @@ def resolve(cfg: Config) -> dict:
     """The concrete settings (defaults filled in); ValueError for people on bad input."""
     envs = [e.strip() for e in cfg.envs.split(",") if e.strip()]
     policies = [p.strip() for p in cfg.policies.split(",") if p.strip()]
-    envs = [RECSYS_ENV[cfg.data] if e in ("ml100k", "synthetic_recsys") else e for e in envs]
+    envs = [RECSYS_ENV.get(cfg.data, "ml100k") if e in ("ml100k", "synthetic_recsys") else e for e in envs]
+    if cfg.data not in RECSYS_ENV and "ml100k" in envs:
+        from rec_jax.data.fetch import DATASETS
+
+        if cfg.data not in DATASETS and not Path(cfg.data).is_file():
+            raise ValueError(f"--data {cfg.data}: no such file; expected synthetic, a dataset name "
+                             f"({', '.join(sorted(DATASETS))}) or an interaction log")
     from rec_jax.sim import ENV_NAMES
 
     for e in envs:
@@ -110,7 +118,19 @@ def make_env(name: str, cfg: Config):
     policy and the CTR are comparable across envs)."""
     from rec_jax import sim
 
-    return sim.make_env(name, **sim.simulator_info(name).study_kwargs(cfg.num_items, cfg.dim, cfg.num_arms))
+    kwargs = sim.simulator_info(name).study_kwargs(cfg.num_items, cfg.dim, cfg.num_arms)
+    if name == "ml100k":
+        kwargs["data"] = cfg.data
+    return sim.make_env(name, **kwargs)
+
+
+def sim_fit(cfg: Config, env_params) -> dict:
+    """The fitted recommender env against its data (:func:`rec_jax.sim.recsys_fit.fit_check`)."""
+    from rec_jax.sim.recsys import ml100k_ground_truth
+    from rec_jax.sim.recsys_fit import fit_check
+
+    gt, seqs = ml100k_ground_truth(data=cfg.data)  # the cached fit make_env just used
+    return fit_check(gt, seqs, float(env_params.offset), float(env_params.scale))
 
 
 
@@ -182,6 +202,9 @@ def main(cfg: Config) -> dict:
     from rec_jax.runs import provenance, write_json
 
     sims = {env: make_env(env, cfg) for env in settings["envs"]}
+    fit = sim_fit(cfg, sims["ml100k"][1]) if "ml100k" in sims else None
+    if fit is not None:
+        print("sim fit: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in fit.items()))
     curves, metrics = {}, {}
     for env in settings["envs"]:
         for policy in policies_for(settings, env):
@@ -200,7 +223,8 @@ def main(cfg: Config) -> dict:
 
     # Everything goes into a temp folder beside OUT, renamed at the end: never half-written.
     with staged_run_dir(out) as tmp:
-        write_json(tmp / "config.json", {"config": settings, "provenance": provenance()})
+        extra = {} if fit is None else {"sim_fit": fit}
+        write_json(tmp / "config.json", {"config": settings, "provenance": provenance(), **extra})
         write_json(tmp / "metrics.json", metrics)
         np.savez(tmp / "curves.npz", t=np.arange(1, settings["steps"] + 1), **curves)
         plot(curves, settings, tmp)

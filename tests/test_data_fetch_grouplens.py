@@ -173,6 +173,7 @@ def test_data_record_of_a_path(tmp_path):
     assert rec["sha256"] == hashlib.sha256(b"1 2\n1 3\n").hexdigest() and rec["bytes"] == 8
 
 
+@pytest.mark.slow  # ~10 s: a one-epoch training run (CI's second step runs it)
 def test_training_run_records_the_data_sha256(tmp_path):
     """A run's config.json names the file it read and its SHA-256 (hashed here from the bytes)."""
     import sys

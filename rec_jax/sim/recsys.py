@@ -175,34 +175,24 @@ def make_synthetic_recsys_env(num_users: int = 64, num_items: int = 20, dim: int
     return make_recsys_env(gt, **env_kwargs)
 
 
-def ml100k_ground_truth(dim: int = 16, epochs: int = 20, seed: int = 0, cache: bool = True):
-    """(GroundTruth, SequenceData): the factorisation fitted to MovieLens-100K and its data.
+def ml100k_ground_truth(dim: int = 16, epochs: int = 20, seed: int = 0, cache: bool = True,
+                        data: str = "ml-100k", filter: str = "kcore"):
+    """(GroundTruth, SequenceData): the factorisation fitted to ``data`` (default MovieLens-100K)
+    and its sequences; :func:`rec_jax.sim.recsys_fit.fitted_ground_truth` (cached under
+    ``<data_home>/sim/``). User u / item row i are data user u / item id i + 1."""
+    from rec_jax.sim.recsys_fit import fitted_ground_truth
 
-    Loads ``rec_jax.data.load("ml-100k")`` and fits :func:`fit_ground_truth` with
-    ``jax.random.key(seed)``; the factors are cached to
-    ``<data_home>/sim/ml-100k_gt_d{dim}_e{epochs}_s{seed}_u{U}_i{N}_m{M}.npz``
-    so later runs reuse them. User u / item row i are data user u / item id i + 1.
-    """
-    from rec_jax import data
-    from rec_jax.sim.ground_truth import fit_ground_truth, load_ground_truth, save_ground_truth
-
-    seqs = data.load("ml-100k")
-    tag = f"d{dim}_e{epochs}_s{seed}_u{seqs.num_users}_i{seqs.num_items}_m{len(seqs.items)}"
-    path = data.data_home() / "sim" / f"ml-100k_gt_{tag}.npz"
-    if cache and path.exists():
-        gt = load_ground_truth(path)
-    else:
-        gt = fit_ground_truth(seqs, dim=dim, epochs=epochs, key=jax.random.key(seed))
-        if cache:
-            save_ground_truth(gt, path)
-    return gt, seqs
+    return fitted_ground_truth(data, dim=dim, epochs=epochs, seed=seed, cache=cache, filter=filter)
 
 
 def make_ml100k_env(dim: int = 16, epochs: int = 20, seed: int = 0, cache: bool = True,
+                    data: str = "ml-100k", filter: str = "kcore",
                     **env_kwargs) -> tuple[Simulator, RecsysParams]:
-    """The recommender environment on a ground truth fitted to MovieLens-100K
-    (:func:`ml100k_ground_truth`). ``env_kwargs`` go to :func:`make_recsys_env`."""
-    gt, _ = ml100k_ground_truth(dim, epochs, seed, cache)
+    """The recommender environment on a ground truth fitted to ``data``: MovieLens-100K by
+    default, or any dataset name / log file ``rec_jax.data`` reads (:func:`ml100k_ground_truth`).
+    ``env_kwargs`` go to :func:`make_recsys_env`; :func:`rec_jax.sim.recsys_fit.fit_check`
+    compares the result with the data."""
+    gt, _ = ml100k_ground_truth(dim, epochs, seed, cache, data=data, filter=filter)
     return make_recsys_env(gt, **env_kwargs)
 
 
