@@ -142,17 +142,18 @@ def _greedy_reference(window, exclude, k):
     return np.argsort(-scores, kind="stable")[:k].tolist()
 
 
-def test_incremental_states_give_the_full_reencode_slates():
-    ranker = Ranker(MODEL, PARAMS, RankerConfig(buckets=(4,), max_slate=4, capacity=2, policies=("greedy",)),
+@pytest.mark.parametrize("capacity", [2, 8])  # 2 < 3 users: evictions and rebuilds; 8: every path on cached states
+def test_incremental_states_give_the_full_reencode_slates(capacity):
+    ranker = Ranker(MODEL, PARAMS, RankerConfig(buckets=(4,), max_slate=4, capacity=capacity, policies=("greedy",)),
                     jax.random.key(1), model_version="t")
     rng = np.random.default_rng(0)
     histories = {u: [] for u in ("a", "b", "c")}
-    for step in range(12):  # one new item (append path), several (rebuild), none (stored h); capacity 2 evicts
+    for step in range(12):  # one or two new items (folded), three (rebuild), none (stored h)
         users = list(rng.choice(list(histories), size=2, replace=False))
         requests = []
         for u in users:
             pool = [i for i in range(1, N + 1) if i not in histories[u]]
-            size = min([1, 0, 3][step % 3], L - len(histories[u]))  # up to L items: the windowed model exactly
+            size = min([1, 0, 2, 3][step % 4], L - len(histories[u]))  # up to L items: the windowed model exactly
             new = [int(i) for i in rng.choice(pool, size=size, replace=False)]
             histories[u] += new
             requests.append(RankRequest(user=u, events=tuple(new), slate_size=4))

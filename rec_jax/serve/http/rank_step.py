@@ -1,15 +1,16 @@
 """The service's jitted rank step: at most one new event per user, scores, the policy's slate.
 
     step = make_rank_step(inc, policy, num_items=N, slate_size=K, fast_epsilon=True)
-    slate, propensity, store = step(params, head, policy_params, store, key, slots, items, append, event_ids,
+    slate, propensity, store = step(params, head, policy_params, store, key, slots, items, count, event_ids,
                                     available)
 
 Row b serves a user whose cached state sits in store row ``slots[b]`` (rebuilt by the
-caller on a cache miss, :func:`rec_jax.serve.user_cache.make_rebuild_rows`). When
-``append[b]`` the user consumed ``items[b]`` since the state was cached: it is folded
-in by ONE incremental step (:mod:`rec_jax.serve.incremental`) and the row written
-back; otherwise the stored user vector ``h`` scores the user as they are (a second
-rank call with nothing new costs no encoder work at all). ``available bool[B, N+1]``
+caller on a cache miss, :func:`rec_jax.serve.user_cache.make_rebuild_rows`). The
+``count[b]`` (at most E, 2 by default) items the user consumed since the state was
+cached (their next event, a clicked slot) are folded in by one incremental step each
+(:mod:`rec_jax.serve.incremental`) and only their keys/values written back; with
+nothing new the stored user vector ``h`` scores the user as they are (a second rank
+call with nothing new costs no encoder work at all). ``available bool[B, N+1]``
 is built by the host from the user's history, the request's candidates and
 exclusions; the policy picks a K-slate slot by slot from it
 (:func:`rec_jax.serve.recommend.slates_from_logits`), so the caller may return the
@@ -30,32 +31,46 @@ from rec_jax.serve.recommend import slates_from_logits
 
 
 def make_rank_step(inc, policy, *, num_items: int, slate_size: int, fast_epsilon: bool):
-    """The jitted step (see module docstring). Shapes: slots, items, event_ids int32[B];
-    append bool[B]; available bool[B, N+1]; padding rows use the store's last (trash)
-    row, ``append`` False and at least ``2 * slate_size`` available items.
+    """The jitted step (see module docstring). Shapes: slots, event_ids int32[B];
+    items int32[B, E] (row b's ``count[b]`` new items, oldest first, left-aligned;
+    E is static: a user with more new items is rebuilt by the caller instead);
+    count int32[B] in 0..E; available bool[B, N+1]; padding rows use the store's last
+    (trash) row, count 0 and at least ``2 * slate_size`` available items.
     Returns (slate int32[B, K], propensity f32[B, K], store)."""
 
-    def compute(params, head, policy_params, store, key, slots, items, append, event_ids, available):
+    def compute(params, head, policy_params, store, key, slots, items, count, event_ids, available):
         rows = jax.tree.map(lambda a: a[slots], store)
-        update, h_new = jax.vmap(inc.append, in_axes=(None, 0, 0))(params, rows["state"], items)
-        h = jnp.where(append[:, None], h_new, rows["h"])
+        state, h = rows["state"], rows["h"]
+        updates = []
+        for e in range(items.shape[1]):  # E is small (2: the user's next event and a click)
+            update, h_e = jax.vmap(inc.append, in_axes=(None, 0, 0))(params, state, items[:, e])
+            take = count > e
+            h = jnp.where(take[:, None], h_e, h)
+            updates.append(update)
+            if e + 1 < items.shape[1]:
+                written = jax.vmap(inc.write)(state, update)
+                state = jax.tree.map(lambda new, old: jnp.where(
+                    take.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), written, state)
         logits = tied_scores(h, head.table, num_items) + head.bias
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(event_ids)
         slate, propensity, _ = slates_from_logits(policy, policy_params, keys, logits, available, slate_size,
                                                   fast_epsilon)
-        return slate, propensity, (update, h_new)
+        return slate, propensity, (tuple(updates), h)
 
-    def commit(store, slots, append, new):
-        update, h = new
-        write = jnp.where(append, slots, store["h"].shape[0] - 1)  # rows with nothing new -> trash row
-        return {"state": inc.write_rows(store["state"], write, update), "h": store["h"].at[write].set(h)}
+    def commit(store, slots, count, new):
+        updates, h = new
+        trash = store["h"].shape[0] - 1
+        state = store["state"]
+        for e, update in enumerate(updates):  # each write advances the row's ring by one
+            state = inc.write_rows(state, jnp.where(count > e, slots, trash), update)
+        return {"state": state, "h": store["h"].at[jnp.where(count > 0, slots, trash)].set(h)}
 
     compute = jax.jit(compute)
     commit = jax.jit(commit, donate_argnums=0)
 
-    def step(params, head, policy_params, store, key, slots, items, append, event_ids, available):
-        slate, propensity, new = compute(params, head, policy_params, store, key, slots, items, append, event_ids,
+    def step(params, head, policy_params, store, key, slots, items, count, event_ids, available):
+        slate, propensity, new = compute(params, head, policy_params, store, key, slots, items, count, event_ids,
                                          available)
-        return slate, propensity, commit(store, slots, append, new)
+        return slate, propensity, commit(store, slots, count, new)
 
     return step

@@ -13,8 +13,8 @@ cold start). Every item a user consumed (request events, clicked slots) goes int
 their host-side history (:class:`rec_jax.serve.user_cache.HistoryStore`, the source
 of truth); the on-device cache (:class:`rec_jax.serve.user_cache.SlotTable`, LRU)
 holds the incremental states of the most recent users. At rank time a cached user
-with one new item gets it folded in by one incremental step; a user with several
-new items, or not cached, is rebuilt from the history's last L items
+with at most ``fold`` (2) new items gets them folded in by incremental steps; a user
+with more, or not cached, is rebuilt from the history's last L items
 (:func:`rec_jax.serve.sasrec_kv.rebuild`, exact for the model's window).
 Items the user consumed are never recommended to them again.
 
@@ -43,6 +43,7 @@ class RankerConfig:
     buckets: tuple[int, ...] = (8, 32, 256)  # compiled micro-batch row counts (a batch is padded to the next)
     max_slate: int = 10  # K: slates are computed with K slots (a request may ask for fewer)
     capacity: int = 4096  # users whose incremental state stays cached on the device
+    fold: int = 2  # E: new items folded in by incremental steps (more: the state is rebuilt from history)
     policies: tuple[str, ...] = ("epsilon_greedy",)  # served policies (the first is the default)
     epsilon: float = 0.1  # epsilon_greedy: per-slot exploration probability
     temperature: float = 1.0  # softmax: temperature on the logits
@@ -155,8 +156,8 @@ class Ranker:
                                            np.zeros((m, self.window), np.int32), np.zeros(m, np.int32))
         for name in self.policies:
             for rows in self.buckets:
-                self._step(name, np.full(rows, trash, np.int32), np.ones(rows, np.int32), np.zeros(rows, bool),
-                           np.zeros(rows, np.int32), self._padding_available(rows))
+                self._step(name, np.full(rows, trash, np.int32), np.ones((rows, self.cfg.fold), np.int32),
+                           np.zeros(rows, np.int32), np.zeros(rows, np.int32), self._padding_available(rows))
         jax.block_until_ready(self.store)
 
     def _padding_available(self, rows: int) -> np.ndarray:
@@ -164,10 +165,10 @@ class Ranker:
         available[:, 0] = False
         return available
 
-    def _step(self, name, slots, items, append, event_ids, available):
+    def _step(self, name, slots, items, count, event_ids, available):
         _, pparams, step = self.policies[name]
         slate, propensity, self.store = step(self.params, self.head, pparams, self.store, self.key, slots, items,
-                                             append, event_ids, available)
+                                             count, event_ids, available)
         return jax.device_get((slate, propensity))
 
     def rank(self, requests: list[RankRequest]) -> list[Ranked]:
@@ -199,20 +200,24 @@ class Ranker:
         slots, miss = self.table.assign(uids)
         lengths = self.history.lengths[uids]
         new = lengths - self.in_state[uids]
-        rebuild = miss | (new > 1)
+        rebuild = miss | (new > self.cfg.fold)
         if rebuild.any():
             self._rebuild(uids[rebuild], slots[rebuild])
-        append = ~rebuild & (new == 1)
-        last_items = self.history.items[uids, np.maximum(lengths - 1, 0)]
+        count = np.where(rebuild, 0, new)
         self.in_state[uids] = lengths
         event_ids = np.arange(self.next_event, self.next_event + b)
         self.next_event += b
+        items = np.ones((rows, self.cfg.fold), np.int32)  # padding: item 1, never folded (count 0)
+        for e in range(self.cfg.fold):
+            at = lengths - count + e
+            take = e < count
+            items[:b][take, e] = self.history.items[uids[take], at[take]]
         pad = rows - b
         slate, propensity = self._step(
             name,
             np.concatenate([slots, np.full(pad, self.table.trash_row)]).astype(np.int32),
-            np.concatenate([np.where(append, last_items, 1), np.ones(pad)]).astype(np.int32),
-            np.concatenate([append, np.zeros(pad, bool)]),
+            items,
+            np.concatenate([count, np.zeros(pad)]).astype(np.int32),
             np.concatenate([event_ids, np.zeros(pad)]).astype(np.int32),
             available)
         contexts = self.history.tails(uids, self.window)
