@@ -44,6 +44,7 @@ class Config:
 
     out: Path = Path("runs/large_model_ee")  # run folder (replaced atomically at the end)
     model_dir: Path | None = None  # a train_sequential.py run folder; default: train one first
+    data: str = "ml-100k"  # the log the simulator is fitted to and the model trained on: a dataset name or a file
     train_epochs: int | None = None  # epochs for the model trained without --model-dir (default 30, quick 4)
     seeds: int = 5  # seeds (95% CI over them), vmapped in one jit per policy
     quick: bool = False  # small size: fewer steps and streams
@@ -111,7 +112,7 @@ def plot(curves: dict, settings: dict, out: Path) -> None:
             plot_mean_ci(ax, t, y, label=p, lw=2 if p == "exploit" else 1)
         ax.set_xlabel("t (slates per user)")
         ax.set_ylabel(f"{label} per user")
-        ax.set_title(f"SASRec-backed policies, ML-100K sim ({settings['seeds']} seeds, 95% CI)", fontsize=9)
+        ax.set_title(f"SASRec-backed policies, {settings['data']} sim ({settings['seeds']} seeds, 95% CI)", fontsize=9)
         ax.legend(fontsize=7)
         save_figure(fig, out / f"{what}_curves.png")
 
@@ -123,7 +124,7 @@ def main(cfg: Config) -> dict:
     from rec_jax.runs import provenance, write_json
 
     model, encoder_params, train_config, sim, env_params = ml100k_setup(
-        cfg.model_dir, out.parent, settings["train_epochs"], settings["slate_size"])
+        cfg.model_dir, out.parent, settings["train_epochs"], settings["slate_size"], data=cfg.data)
     curves, metrics = {}, {}
     for p in settings["policies"]:
         t0 = time.perf_counter()

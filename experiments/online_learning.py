@@ -60,6 +60,7 @@ class Config:
 
     out: Path = Path("runs/online_learning")  # run folder (replaced atomically at the end)
     model_dir: Path | None = None  # a train_sequential.py run folder; default: train one first
+    data: str = "ml-100k"  # the log the simulator is fitted to and the model trained on: a dataset name or a file
     train_epochs: int | None = None  # epochs for the model trained without --model-dir (default 30, quick 4)
     seeds: int = 5  # seeds (95% CI over them), vmapped in one jit
     quick: bool = False  # small size
@@ -198,7 +199,7 @@ def main(cfg: Config) -> dict:
     from rec_jax.runs import provenance, write_json
 
     model, encoder_params, train_config, sim, env_params = ml100k_setup(
-        cfg.model_dir, out.parent, settings["train_epochs"], settings["slate_size"], shift_mode="negate")
+        cfg.model_dir, out.parent, settings["train_epochs"], settings["slate_size"], shift_mode="negate", data=cfg.data)
     curves, metrics = {}, {}
     half = settings["steps"] // 2
     for scenario in SCENARIOS:

@@ -88,3 +88,25 @@ def test_bandits_study_env_follows_data_path(log):
     assert fit["random_ctr"] == pytest.approx(0.03, abs=1e-4)  # the env's default calibration target
     with pytest.raises(ValueError, match="no such file"):
         bandits.resolve(bandits.Config(data=str(log.parent / "nope.csv"), envs="ml100k"))
+
+
+@pytest.mark.slow  # trains a tiny SASRec on the generated log, then the study (~40 s on 2 cores)
+def test_large_model_study_on_a_user_log(log, tmp_path):
+    """``large_model_ee.py --data PATH``: the model and the simulator both come from PATH's ids."""
+    from experiments import large_model_ee
+    from rec_jax.train.config import TrainConfig
+    from rec_jax.train.run import train_and_evaluate
+
+    model_dir = tmp_path / "tiny"
+    config = TrainConfig(data=str(log), model="sasrec", max_len=8, window_stride=8, dim=8, num_layers=1, num_heads=1,
+                         ff_dim=16, batch_size=64, batch_unit="window", epochs=1, patience=1)
+    train_and_evaluate(config, model_dir, progress=False, log=lambda *_: None)
+    out = tmp_path / "ee"
+    assert large_model_ee.cli(["--data", str(log), "--model-dir", str(model_dir), "--out", str(out), "--steps", "3",
+                               "--streams", "2", "--seeds", "2", "--slate-size", "2",
+                               "--policies", "neural_linear_ucb"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    curves = np.load(out / "curves.npz")
+    np.testing.assert_allclose(metrics["cumulative_reward/exploit"],
+                               curves["exploit/reward"].astype(np.float64).sum(1).mean(), rtol=1e-6)
+    assert json.loads((out / "config.json").read_text())["config"]["data"] == str(log)

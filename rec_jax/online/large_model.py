@@ -1,5 +1,6 @@
-"""The pieces the large-model E&E studies share: a trained SASRec and the ML-100K
-simulator whose users start from their real histories, on the same item ids.
+"""The pieces the large-model E&E studies share: a trained SASRec and the simulator fitted to
+the same data (ML-100K by default, or any dataset / log file: ``data``) whose users start from
+their real histories, on the same item ids.
 
     model, encoder_params = trained_model(model_dir, work_dir, epochs)
     sim, env_params = model_env(seqs, gt, max_len=model config's L, slate_size=K)
@@ -34,10 +35,10 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
 
 
 def trained_model(model_dir: str | Path | None, work_dir: Path, num_items: int, epochs: int,
-                  log: Callable[[str], None] = print) -> tuple[Any, Any, dict]:
+                  log: Callable[[str], None] = print, data: str = "ml-100k") -> tuple[Any, Any, dict]:
     """(SequentialModel, best params, TrainConfig as dict): loaded from ``model_dir``
     (a ``train_sequential.py`` run) or, without one, trained now with the
-    ``ml100k-sasrec`` preset for at most ``epochs`` epochs into ``work_dir``
+    ``ml100k-sasrec`` preset on ``data`` for at most ``epochs`` epochs into ``work_dir``
     (resumed if a previous attempt was killed; reused if complete)."""
     from rec_jax.train.config import get_preset
     from rec_jax.train.load import load_trained
@@ -46,7 +47,7 @@ def trained_model(model_dir: str | Path | None, work_dir: Path, num_items: int, 
     if model_dir is None:
         model_dir = Path(work_dir)
         if not (model_dir / "metrics.json").exists():
-            config = dataclasses.replace(get_preset("ml100k-sasrec"), epochs=epochs)
+            config = dataclasses.replace(get_preset("ml100k-sasrec"), epochs=epochs, data=data)
             log(f"no --model-dir: training {config.model} on {config.data} for up to {epochs} epochs into {model_dir}")
             train_and_evaluate(config, model_dir, resume=True, log=log)
     model, params, config = load_trained(model_dir, num_items)
@@ -63,16 +64,19 @@ def model_env(seqs, ground_truth, max_len: int, slate_size: int, **env_kwargs):
 
 
 def ml100k_setup(model_dir: str | Path | None, runs_dir: Path, train_epochs: int, slate_size: int,
-                 **env_kwargs):
+                 data: str = "ml-100k", **env_kwargs):
     """What both large-model studies start from: (model, encoder params, TrainConfig dict,
-    sim, env params). The model comes from ``model_dir`` or is trained into
-    ``runs_dir/sasrec_ml100k_e<epochs>`` (shared by the studies); the simulator is the
-    ML-100K ground truth with each user's real history (:func:`model_env`)."""
+    sim, env params). The model comes from ``model_dir`` or is trained on ``data`` into
+    ``runs_dir/sasrec_ml100k_e<epochs>`` (another ``data``: ``sasrec_<fingerprint>_e<epochs>``;
+    shared by the studies); the simulator is the ground truth fitted to ``data`` with each
+    user's real history (:func:`model_env`). Both see ``rec_jax.data.load(data)``'s item ids."""
     from rec_jax.sim.recsys import ml100k_ground_truth
+    from rec_jax.sim.recsys_fit import data_fingerprint
 
-    gt, seqs = ml100k_ground_truth()
+    gt, seqs = ml100k_ground_truth(data=data)
+    tag = "ml100k" if data == "ml-100k" else data_fingerprint(data)
     model, encoder_params, train_config = trained_model(
-        model_dir, Path(runs_dir) / f"sasrec_ml100k_e{train_epochs}", seqs.num_items, train_epochs)
+        model_dir, Path(runs_dir) / f"sasrec_{tag}_e{train_epochs}", seqs.num_items, train_epochs, data=data)
     sim, env_params = model_env(seqs, gt, train_config["max_len"], slate_size, **env_kwargs)
     return model, encoder_params, train_config, sim, env_params
 
