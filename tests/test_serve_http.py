@@ -100,6 +100,9 @@ def test_bad_requests_get_one_line_4xx_and_change_nothing(service):
         message = r.json()["error"]
         assert r.status_code == status, (body, r.status_code, message)
         assert message.startswith(field) and "\n" not in message, (body, message)
+    wrong_method = client.get("/rank")
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"].startswith("method")
+    assert client.post("/nowhere", json={}).status_code == 404
     assert (_count(db, "decisions"), _count(db, "rewards"), len(svc.ranker.user_ids)) == before
     assert "x" not in svc.ranker.user_ids
     assert client.post("/reward", json={"decision_id": good, "rewards": [0, 0, 1]}).json()["status"] == "ok"

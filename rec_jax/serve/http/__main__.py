@@ -16,7 +16,8 @@ def uvicorn_config(cfg: ServiceConfig, app):
     import uvicorn
 
     return uvicorn.Config(app, host=cfg.host, port=cfg.port, loop="uvloop", http="httptools", lifespan="on",
-                          access_log=False, log_level="warning", timeout_graceful_shutdown=5)
+                          access_log=False, log_level="warning", timeout_graceful_shutdown=5,
+                          proxy_headers=False)  # direct clients: no X-Forwarded-* rewriting per request
 
 
 def main(cfg: ServiceConfig) -> int:
