@@ -24,11 +24,14 @@ def build(settings: dict):
     from rec_jax.online import EngineConfig, make_run
     from rec_jax.policies import make_policy
     from rec_jax.policies.base import PolicySpec
-    from rec_jax.sim.recsys import make_synthetic_recsys_env
+    from rec_jax.sim.recsys import make_ml100k_env, make_synthetic_recsys_env
 
-    sim, params = make_synthetic_recsys_env(num_users=settings["num_users"], num_items=settings["num_items"],
-                                            dim=settings["dim"], seed=settings["seed"], slate_size=1,
-                                            shift_mode="negate")
+    if settings.get("data", "synthetic") == "synthetic":
+        sim, params = make_synthetic_recsys_env(num_users=settings["num_users"], num_items=settings["num_items"],
+                                                dim=settings["dim"], seed=settings["seed"], slate_size=1,
+                                                shift_mode="negate")
+    else:  # the recommender env fitted to a dataset or the user's log (rec_jax.sim.recsys_fit)
+        sim, params = make_ml100k_env(data=settings["data"], slate_size=1, shift_mode="negate")
     spec = PolicySpec(num_items=sim.num_items, feature_dim=sim.feature_dim, slate_size=1)
     policy, _ = make_policy("epsilon_greedy", spec)
     config = EngineConfig(num_streams=settings["streams"])

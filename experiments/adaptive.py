@@ -5,7 +5,8 @@
     python -m experiments.adaptive --seeds 20 --steps 6000
 
 Environment: the semi-synthetic recommender (``synthetic_recsys``: a random
-ground truth of ``--num-users`` users, ``--num-items`` items, width ``--dim``;
+ground truth of ``--num-users`` users, ``--num-items`` items, width ``--dim``; or with
+``--data NAME|PATH`` the one fitted to that dataset or log, :mod:`rec_jax.sim.recsys_fit`;
 single-item recommendations, click reward), ``--streams`` users per seed, each
 with its own per-stream epsilon-greedy policy. Three scenarios (the env params
 are data, so all three run in one jit):
@@ -78,6 +79,7 @@ class Config:
     quick: bool = False  # small size: fewer steps and streams, smaller PBT population
     steps: int | None = None  # T steps per stream (default 4000, quick 2000); a multiple of period and pbt_interval
     streams: int | None = None  # S users per seed (default 64, quick 32)
+    data: str = "synthetic"  # "synthetic": a random ground truth (--num-users --num-items --dim); a dataset name or log file: the recommender env fitted to it
     num_users: int = 64  # users of the synthetic ground truth
     num_items: int = 20  # items (arms) of the synthetic ground truth
     dim: int = 4  # width of the ground-truth factors
@@ -119,6 +121,12 @@ def resolve(cfg: Config) -> dict:
     if steps < 2 or steps % cfg.period or steps % cfg.pbt_interval:
         raise ValueError(f"--steps: expected a multiple of --period={cfg.period} and --pbt-interval="
                          f"{cfg.pbt_interval}, got {steps}")
+    if cfg.data != "synthetic":
+        from rec_jax.data.fetch import DATASETS
+
+        if cfg.data not in DATASETS and not Path(cfg.data).is_file():
+            raise ValueError(f"--data {cfg.data}: no such file; expected synthetic, a dataset name "
+                             f"({', '.join(sorted(DATASETS))}) or an interaction log")
     if not 0.0 < cfg.false_alarm < 1.0:
         raise ValueError(f"--false-alarm: expected in (0, 1), got {cfg.false_alarm}")
     names = [f"fixed_eps_{e:g}" for e in grid] + [f"adaptive_meta_{m}" for m in META_METHODS] + [

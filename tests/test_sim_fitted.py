@@ -90,6 +90,19 @@ def test_bandits_study_env_follows_data_path(log):
         bandits.resolve(bandits.Config(data=str(log.parent / "nope.csv"), envs="ml100k"))
 
 
+def test_adaptive_study_env_follows_data_path(log):
+    """``experiments/adaptive.py --data PATH``: the three scenarios run on the env fitted to PATH."""
+    from experiments import _adaptive_variants, adaptive
+
+    settings = adaptive.resolve(adaptive.Config(data=str(log), quick=True))
+    engine, _, env_params = _adaptive_variants.build(settings)
+    n = rdata.load(str(log)).num_items
+    assert env_params.release_t.shape == (3, n)  # 3 scenarios x the log's items
+    assert np.asarray(env_params.shift_steps)[:, 0].tolist() == [-1, -1, settings["steps"] // 2]
+    with pytest.raises(ValueError, match="no such file"):
+        adaptive.resolve(adaptive.Config(data=str(log.parent / "nope.csv")))
+
+
 @pytest.mark.slow  # trains a tiny SASRec on the generated log, then the study (~40 s on 2 cores)
 def test_large_model_study_on_a_user_log(log, tmp_path):
     """``large_model_ee.py --data PATH``: the model and the simulator both come from PATH's ids."""
