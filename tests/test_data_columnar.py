@@ -133,7 +133,7 @@ def test_arrow_reader_declines_rather_than_misreads(tmp_path):
 
     p = tmp_path / "ratings.csv"
     p.write_text('user,item,timestamp\n 1,+2,3\n"4",5,6\n')
-    cols = [loaders._Column("user", 0, "int"), loaders._Column("item", 1, "int"), loaders._Column("timestamp", 2, "int")]
+    cols = [loaders._Column(f, j, "int") for j, f in enumerate(("user", "item", "timestamp"))]
     assert columnar.arrow_text(p, 1, ",", 3, cols) is None
     _one_line_error(p, "line 3", "'user'", "'\"4\"'")
 

@@ -58,8 +58,9 @@ def test_fit_is_cached_by_the_file_content(log, monkeypatch):
 
     def fake_fit(seqs, dim, epochs, key):  # a cheap deterministic stand-in for the factorisation
         calls.append(len(seqs.items))
+        n = seqs.num_items
         return ground_truth.GroundTruth(np.full((seqs.num_users, dim), len(calls), np.float32),
-                                        np.ones((seqs.num_items, dim), np.float32), np.zeros(seqs.num_items, np.float32))
+                                        np.ones((n, dim), np.float32), np.zeros(n, np.float32))
 
     monkeypatch.setattr(ground_truth, "fit_ground_truth", fake_fit)
     gt, _ = fitted_ground_truth(str(log), dim=3, epochs=2, seed=0)

@@ -17,16 +17,17 @@ from rec_jax.data.fetch import data_home, data_record, dataset_dir, fetch, inter
 from rec_jax.data.loaders import (Interactions, load_csv, load_inter, load_interactions, load_ratings_dat,
                                   load_udata, load_user_item)
 from rec_jax.data.obd import BanditLog, load_bts_prior, load_obd
-from rec_jax.data.preprocess import FILTERS, SequenceData, apply_filter, build_sequences, kcore_filter, sasrec_filter
+from rec_jax.data.preprocess import (FILTERS, SequenceData, apply_filter, build_sequences, kcore_filter,
+                                     sasrec_filter)
 from rec_jax.data.splits import EvalArrays, LOOSplit, eval_arrays, kfold_users, leave_one_out
 from rec_jax.data.synthetic import SyntheticTruth, synthetic_interactions
 
 __all__ = [
-    "FILTERS", "BanditLog", "DataError", "EvalArrays", "Interactions", "LOOSplit", "SequenceData", "SyntheticTruth", "Windows",
-    "batch_indices", "build_sequences", "data_home", "data_record", "dataset_dir", "eval_arrays", "fetch", "interaction_file",
-    "is_fetched", "kcore_filter", "kfold_users", "leave_one_out", "load", "load_bts_prior", "load_csv", "load_inter",
-    "load_interactions", "load_log", "load_obd", "load_ratings_dat", "load_udata", "load_user_item", "make_windows",
-    "apply_filter", "safe_extract", "sasrec_filter",
+    "BanditLog", "DataError", "EvalArrays", "FILTERS", "Interactions", "LOOSplit", "SequenceData", "SyntheticTruth",
+    "Windows", "apply_filter", "batch_indices", "build_sequences", "data_home", "data_record", "dataset_dir",
+    "eval_arrays", "fetch", "interaction_file", "is_fetched", "kcore_filter", "kfold_users", "leave_one_out",
+    "load", "load_bts_prior", "load_csv", "load_inter", "load_interactions", "load_log", "load_obd",
+    "load_ratings_dat", "load_udata", "load_user_item", "make_windows", "safe_extract", "sasrec_filter",
     "synthetic_interactions",
 ]
 

@@ -1,4 +1,4 @@
-"""``python -m rec_jax.data fetch ml-100k|ml-1m|ml-20m|obd`` and ``python -m rec_jax.data stats ml-100k|synthetic|PATH``.
+"""``python -m rec_jax.data fetch ml-100k|ml-1m|ml-20m|obd`` and ``python -m rec_jax.data stats NAME|PATH``.
 
 A ``DataError`` prints one ``error: ...`` line on stderr and exits with status 1.
 """

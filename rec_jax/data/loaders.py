@@ -88,9 +88,10 @@ def load_interactions(path: str | Path) -> Interactions:
     """
     path = Path(path)
     name = path.name
-    if path.is_file() and (name.endswith((".parquet", ".pq")) or is_parquet(path)):
+    _check_file(path)
+    if name.endswith((".parquet", ".pq")) or is_parquet(path):
         return load_parquet(path)  # the magic bytes decide: a binary file is never text
-    if "." not in name and path.is_file():
+    if "." not in name:
         return _load_by_content(path)
     if name.endswith(".inter"):
         return load_inter(path)
