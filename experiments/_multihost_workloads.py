@@ -12,6 +12,8 @@ one-process run on as many forced host devices:
 * ``population_run``: a 4-member PBT population (epsilon-greedy, one member per
   device over a ``"members"`` mesh), each process building the hyperparameters
   of its own members only (``from_process_local``).
+* ``population_train_run``: one epoch of a 4-member training population of a
+  tiny SASRec, members split over the ``"members"`` mesh.
 """
 from __future__ import annotations
 
@@ -185,3 +187,46 @@ def resume_run(mode: str, streams: int, steps: int, items: int, dim: int, seed: 
     state = gather(state)
     return {"reward": metrics["reward"], "action": metrics["log"]["action"],
             **_state_leaves("policy_state", state.policy_state), **_state_leaves("env_state", state.env_state)}
+
+
+def population_train_run(seed: int) -> dict[str, np.ndarray]:
+    """One epoch (3 AdamW steps) of a 4-member population of a tiny SASRec
+    (``rec_jax.train.population``), the member axis split over a global ``"members"`` mesh.
+
+    Each process holds its members' params and optimizer state (its rows of [P]) and
+    the full synthetic windows every member trains on (replicated). Returns the
+    per-member loss f32[P] and the trained params leaves [P, ...].
+    """
+    import dataclasses
+
+    from rec_jax.distributed.arrays import replicated
+    from rec_jax.models import make_model
+    from rec_jax.train.config import get_preset, model_config
+    from rec_jax.train.population import init_population, make_population_epoch, population_hparams
+    from rec_jax.train.trainer import TrainState
+
+    base = dataclasses.replace(get_preset("tiny-sasrec"), batch_size=16, seed=seed)
+    configs = [dataclasses.replace(base, learning_rate=lr, weight_decay=wd, dropout=dr, attn_dropout=ad)
+               for lr, wd, dr, ad in ((1e-3, 0.0, 0.0, 0.0), (3e-3, 0.1, 0.1, 0.0), (1e-2, 0.0, 0.3, 0.1),
+                                      (5e-3, 0.05, 0.2, 0.2))]
+    base, hparams = population_hparams(configs)
+    num_items, num_windows, length = 30, 48, base.max_len
+    model = make_model(base.model, model_config(base, num_items))
+    # The data every member sees (generated identically on each process, as if read from shared storage).
+    rng = np.random.default_rng(seed)
+    windows = rng.integers(1, num_items + 1, (num_windows, length + 1)).astype(np.int32)
+    mask = np.ones((num_windows, length), bool)
+
+    mesh = global_mesh("members")
+    members = hparams.size
+    rows = process_rows(members, mesh)
+    init_key, data_key, step_key = jax.random.split(jax.random.key(seed), 3)
+    full = jax.device_get(init_population(model, hparams, init_key))  # tiny: every process may build it
+    state = TrainState(params=from_process_local(jax.tree.map(lambda x: x[rows], full.params), mesh, members),
+                       opt_state=from_process_local(jax.tree.map(lambda x: x[rows], full.opt_state), mesh, members),
+                       step=replicated(full.step, mesh))
+    hp = from_process_local(jax.tree.map(lambda x: np.asarray(x)[rows], hparams), mesh, members)
+    epoch = make_population_epoch(model, base, num_windows, 16)
+    state, loss = epoch(state, hp, replicated(windows, mesh), replicated(mask, mesh), data_key, step_key)
+    state, loss = gather((state, loss))
+    return {"loss": np.asarray(loss), **_state_leaves("params", state.params)}

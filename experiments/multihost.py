@@ -7,8 +7,9 @@
 ``--workload check`` (default) launches ``--processes`` P processes on CPU, each
 with ``--devices-per-process`` D forced host devices (a coordinator on 127.0.0.1
 at a free port, gloo collectives), runs the LinUCB engine per-stream and shared,
-a model-backed policy (small SASRec, neural-linear UCB, shared) and a 4-member
-PBT population step, then the SAME program in one process on P * D forced
+a model-backed policy (small SASRec, neural-linear UCB, shared), a 4-member
+PBT population (``rec_jax.adapt.pbt``) and one epoch of a 4-member training
+population of a tiny SASRec (``rec_jax.train.population``), then the SAME program in one process on P * D forced
 devices, and prints ONE JSON line: ``equal_to_single_process`` {mode: bool},
 ``max_diffs``, ``processes``, ``global_devices``, ``user_steps_per_s`` (LinUCB
 per-stream, ``--bench-streams`` x ``--bench-steps``, both runs), ``wall_s``,
@@ -20,7 +21,8 @@ model-backed): actions identical, states to 1e-5: the merge sums the streams'
 statistics with a cross-device reduction whose order differs between gloo (N
 processes) and the in-process CPU all-reduce; we keep the engine's merge (no
 deterministic all-gather-then-sum) and compare to 1e-5. PBT: parents and
-tuned params identical, rewards to 1e-6.
+tuned params identical, rewards and states to 1e-6. Training population: losses
+and trained params to 1e-6.
 
 ``--workload scale``: per-stream LinUCB on ``--streams`` streams, ``--stream-chunk``
 at a time over the global mesh (each process holds only its devices' part of a
@@ -43,6 +45,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -100,14 +103,22 @@ def worker(cfg: Config) -> None:
 
     out = Path(cfg.out)
     if cfg.workload == "check":
-        results = {
-            "per_stream": w.linucb_run("per_stream", cfg.streams, cfg.steps, cfg.items, cfg.dim, cfg.seed),
-            "shared": w.linucb_run("shared", cfg.streams, cfg.steps, cfg.items, cfg.dim, cfg.seed),
-            "model_backed": w.model_backed_run(8, 4, cfg.seed),
-            "population": w.population_run(4, 4, 5, 2, cfg.seed),
+        jobs = {
+            "per_stream": lambda: w.linucb_run("per_stream", cfg.streams, cfg.steps, cfg.items, cfg.dim, cfg.seed),
+            "shared": lambda: w.linucb_run("shared", cfg.streams, cfg.steps, cfg.items, cfg.dim, cfg.seed),
+            "model_backed": lambda: w.model_backed_run(8, 4, cfg.seed),
+            "population": lambda: w.population_run(4, 4, 5, 2, cfg.seed),
+            "population_train": lambda: w.population_train_run(cfg.seed),
         }
+        results, seconds = {}, {}
+        for name, job in jobs.items():
+            t0 = time.perf_counter()
+            results[name] = job()
+            seconds[name] = time.perf_counter() - t0  # compilation included
+        t0 = time.perf_counter()
         speed = w.linucb_throughput(cfg.bench_streams, cfg.bench_steps, 100, 16, cfg.seed)
-        info = {"user_steps_per_s": speed}
+        seconds["throughput"] = time.perf_counter() - t0
+        info = {"user_steps_per_s": speed, "seconds": seconds}
     elif cfg.workload == "scale":
         info = w.scale_run(cfg.mode, cfg.streams, cfg.stream_chunk or cfg.streams, cfg.steps, 100, 16, cfg.seed)
         results = {}
@@ -203,7 +214,8 @@ def main(cfg: Config) -> dict:
                       merge="engine merge (cross-device sum), compared to 1e-5; not a deterministic merge",
                       user_steps_per_s={"multi_process": multi["user_steps_per_s"],
                                         "single_process": single["user_steps_per_s"]},
-                      single_process_wall_s=single["wall_s"])
+                      single_process_wall_s=single["wall_s"],
+                      seconds={"multi_process": multi["seconds"], "single_process": single["seconds"]})
     else:
         result.update({k: v for k, v in multi.items() if k not in result})
     result["out"] = str(out)

@@ -89,7 +89,7 @@ def test_two_processes_equal_one_process(tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["processes"] == 2 and result["global_devices"] == 4
     assert result["equal_to_single_process"] == {"per_stream": True, "shared": True, "model_backed": True,
-                                                 "population": True}, result["max_diffs"]
+                                                 "population": True, "population_train": True}, result["max_diffs"]
     assert result["wall_s"] < 120
 
 

@@ -49,6 +49,13 @@ def from_process_local(local: Any, mesh: Mesh, num_rows: int) -> Any:
     return jax.tree.map(one, local)
 
 
+def replicated(tree: Any, mesh: Mesh) -> Any:
+    """Global arrays replicated over ``mesh`` from host values every process holds in full
+    (shared data such as the training windows every population member sees)."""
+    sharding = NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+
+
 def gather(tree: Any) -> Any:
     """Every leaf as one host NumPy array of its global shape, on every process
     (``multihost_utils.process_allgather``); replicated leaves are read locally.
