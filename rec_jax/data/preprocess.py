@@ -75,9 +75,8 @@ def apply_filter(inter: Interactions, name: str, min_user: int = 5, min_item: in
 def _first_appearance(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(raw ids in order of first appearance, i64 new id 0..k-1 of each row), exactly."""
     values, inv = unique_inverse(x)
-    order = np.argsort(inv, kind="stable")  # rows grouped by id, file order within
-    starts = np.concatenate([[0], np.cumsum(np.bincount(inv, minlength=len(values)))[:-1]])
-    first_row = order[starts]               # the first row of each id
+    first_row = np.full(len(values), len(inv), np.int64)
+    np.minimum.at(first_row, inv, np.arange(len(inv)))  # the first row of each id (O(M), no sort)
     by_first = np.argsort(first_row)        # ids in order of their first row (rows are distinct)
     rank = np.empty(len(values), np.int64)
     rank[by_first] = np.arange(len(values))
