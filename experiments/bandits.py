@@ -13,7 +13,8 @@ features so the contextual policies reduce to per-arm estimates there.
 
 Writes into ``--out`` (default ``runs/bandits``), all at the end, via a temp folder:
 
-* ``config.json``   resolved config + provenance; with a fitted recommender env, ``sim_fit``:
+* ``config.json``   resolved config + provenance; with a fitted recommender env, ``data`` (the
+  file and its SHA-256, :func:`rec_jax.data.data_record`) and ``sim_fit``:
   its calibrated CTRs and how its item popularity matches the data it was fitted on
   (:func:`rec_jax.sim.recsys_fit.fit_check`)
 * ``metrics.json``  ``final_regret/<env>/<policy>`` (regret summed over T, averaged
@@ -223,7 +224,9 @@ def main(cfg: Config) -> dict:
 
     # Everything goes into a temp folder beside OUT, renamed at the end: never half-written.
     with staged_run_dir(out) as tmp:
-        extra = {} if fit is None else {"sim_fit": fit}
+        from rec_jax.data.fetch import data_record
+
+        extra = {} if fit is None else {"sim_fit": fit, "data": data_record(cfg.data)}
         write_json(tmp / "config.json", {"config": settings, "provenance": provenance(), **extra})
         write_json(tmp / "metrics.json", metrics)
         np.savez(tmp / "curves.npz", t=np.arange(1, settings["steps"] + 1), **curves)
