@@ -114,3 +114,20 @@ def test_killed_two_process_run_resumes_to_the_uninterrupted_one(tmp_path):
     assert wrong.returncode == 1
     assert wrong.stderr.strip() == (f"error: {tmp_path / 'b' / 'ckpt'}: checkpoint written by 2 processes, this run "
                                     f"has 1; resume with --processes 2")
+
+
+def test_compare_flags_each_kind_of_difference():
+    # The equality the launcher reports must be able to say no: a flipped action, a per-stream
+    # reward sum off by 1e-8 relative, a shared state off by 1e-4.
+    from experiments.multihost import compare
+
+    base = {"per_stream": {"reward_sum": np.array([1.0, 2.0]), "action": np.array([[1, 2]]),
+                           "policy_state.a_inv": np.ones((2, 3))},
+            "shared": {"reward_sum": np.array([3.0]), "action": np.array([[0, 1]]), "policy_state.gram": np.ones(3)}}
+    same = {m: {k: v.copy() for k, v in r.items()} for m, r in base.items()}
+    assert compare(same, base)[0] == {"per_stream": True, "shared": True}
+    for mode, key, change in (("per_stream", "action", lambda x: x + 1), ("per_stream", "reward_sum", lambda x: x * (1 + 1e-8)),
+                              ("shared", "policy_state.gram", lambda x: x + 1e-4)):
+        other = {m: dict(r) for m, r in same.items()}
+        other[mode] = {**other[mode], key: change(other[mode][key])}
+        assert compare(other, base)[0][mode] is False, (mode, key)

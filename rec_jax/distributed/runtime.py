@@ -5,8 +5,9 @@ Where the launcher (``experiments/multihost.py``) set ``REC_JAX_COORDINATOR``,
 ``REC_JAX_NUM_PROCESSES`` and ``REC_JAX_PROCESS_ID``, those are used; with
 ``REC_JAX_DISTRIBUTED=auto`` (a cluster job), ``jax.distributed.initialize()`` is
 called without them and detects the cluster itself (SLURM, Open MPI, Kubernetes /
-cloud TPU pods); with neither it is a no-op and the program runs in one process. No communication is written
-here: collectives are JAX's own (gloo on CPU, NCCL on GPU, ICI on TPU).
+cloud TPU pods); with neither it is a no-op and the program runs in one process.
+No communication is written here: collectives are JAX's own (gloo on CPU, NCCL on
+GPU, ICI on TPU).
 """
 from __future__ import annotations
 
