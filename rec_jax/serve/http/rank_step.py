@@ -48,9 +48,10 @@ def make_rank_step(inc, policy, *, num_items: int, slate_size: int, fast_epsilon
             h = jnp.where(take[:, None], h_e, h)
             updates.append(update)
             if e + 1 < items.shape[1]:
-                written = jax.vmap(inc.write)(state, update)
-                state = jax.tree.map(lambda new, old: jnp.where(
-                    take.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), written, state)
+                # Unmasked: a row with count <= e gets a slot it never uses (its later appends
+                # are not taken, and the store is written from ``updates`` only). A masked
+                # select here copied every row's whole K/V state (measured ~10% of the step).
+                state = jax.vmap(inc.write)(state, update)
         logits = tied_scores(h, head.table, num_items) + head.bias
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(event_ids)
         slate, propensity, _ = slates_from_logits(policy, policy_params, keys, logits, available, slate_size,
