@@ -53,8 +53,8 @@ def linucb_run(mode: str, streams: int, steps: int, items: int, dim: int, seed: 
             **_state_leaves("policy_state", state.policy_state), **_state_leaves("env_state", state.env_state)}
 
 
-def linucb_throughput(streams: int, steps: int, items: int, dim: int, seed: int) -> float:
-    """Per-stream LinUCB user-steps/s over all processes: a timed second call after compiling."""
+def linucb_throughput(streams: int, steps: int, items: int, dim: int, seed: int, repeats: int = 3) -> float:
+    """Per-stream LinUCB user-steps/s over all processes: the best of ``repeats`` timed calls after compiling."""
     run, params, env_params = linucb_engine("per_stream", streams, items, dim, seed, log=False)
     mesh = streams_mesh()
 
@@ -64,11 +64,14 @@ def linucb_throughput(streams: int, steps: int, items: int, dim: int, seed: int)
 
     fn = jax.jit(chunk, donate_argnums=0)
     jax.block_until_ready(fn(init_sharded(run, jax.random.key(seed), params, env_params, mesh)))
-    state = init_sharded(run, jax.random.key(seed + 1), params, env_params, mesh)
-    jax.block_until_ready(state)
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(state))
-    return streams * steps / (time.perf_counter() - t0)
+    best = float("inf")
+    for r in range(repeats):  # best of a few: the cores are shared with other jobs
+        state = init_sharded(run, jax.random.key(seed + 1 + r), params, env_params, mesh)
+        jax.block_until_ready(state)
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(state))
+        best = min(best, time.perf_counter() - t0)
+    return streams * steps / best
 
 
 def model_backed_run(streams: int, steps: int, seed: int) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ PBT population (``rec_jax.adapt.pbt``) and one epoch of a 4-member training
 population of a tiny SASRec (``rec_jax.train.population``), then the SAME program in one process on P * D forced
 devices, and prints ONE JSON line: ``equal_to_single_process`` {mode: bool},
 ``max_diffs``, ``processes``, ``global_devices``, ``user_steps_per_s`` (LinUCB
-per-stream, ``--bench-streams`` x ``--bench-steps``, both runs), ``wall_s``,
+per-stream, ``--bench-streams`` x ``--bench-steps``, best of 3, both runs), ``wall_s``,
 ``cpu_model``.
 
 Equality. Per-stream LinUCB: reward sums to 1e-9 relative, states to 1e-6 (each
@@ -68,7 +68,7 @@ class Config:
     steps: int = 6  # T steps
     items: int = 10  # N items of the linear env
     dim: int = 4  # D feature width
-    bench_streams: int = 4096  # check: streams of the timed per-stream LinUCB run
+    bench_streams: int = 16384  # check: streams of the timed per-stream LinUCB run (d=16, 100 items)
     bench_steps: int = 10  # check: steps of the timed run
     stream_chunk: int | None = None  # scale: streams per chunk over all processes (default: all)
     ckpt_dir: Path | None = None  # resume: checkpoint folder (default: under --out)
