@@ -104,7 +104,11 @@ def test_killed_two_process_run_resumes_to_the_uninterrupted_one(tmp_path):
     assert "\n" not in line and line.startswith("multihost: process 1 of 2 ") and "SIGKILL" in line, line
     stopped = float(line.split("stopped ")[1].split(" s")[0])
     assert stopped < 60
-    assert sorted(p.name for p in (tmp_path / "b" / "ckpt" / "state").iterdir() if p.name.isdigit()) == ["3", "6"]
+    state_dir = tmp_path / "b" / "ckpt" / "state"
+    assert sorted(p.name for p in state_dir.iterdir() if p.name.isdigit()) == ["3", "6"]
+    # Each process wrote its own shards (Orbax's per-process OCDBT stores).
+    assert {p.name for p in (state_dir / "6" / "default").glob("ocdbt.process_*")} == {"ocdbt.process_0",
+                                                                                       "ocdbt.process_1"}
     assert _multihost(*common, "--out", str(tmp_path / "b")).returncode == 0  # resumes at step 6
     with np.load(tmp_path / "a" / "multi" / "results.npz") as a, np.load(tmp_path / "b" / "multi" / "results.npz") as b:
         assert a.files == b.files and len(a.files) > 5
