@@ -106,7 +106,8 @@ class HistoryStore:
 
     def __init__(self, num_users: int, initial_capacity: int = 64):
         self.items = np.zeros((num_users, initial_capacity), np.int32)
-        self.lengths = np.zeros(num_users, np.int64)
+        self._lengths = np.zeros(num_users, np.int64)  # capacity grows by doubling (add_users)
+        self._num_users = num_users
 
     @classmethod
     def from_sequences(cls, sequences) -> "HistoryStore":
@@ -118,8 +119,13 @@ class HistoryStore:
         return store
 
     @property
+    def lengths(self) -> np.ndarray:
+        """int64[U]: each user's history length (a view: writes go to the store)."""
+        return self._lengths[: self._num_users]
+
+    @property
     def num_users(self) -> int:
-        return int(self.lengths.shape[0])
+        return self._num_users
 
     def add_users(self, count: int) -> None:
         """Make room for ``count`` more users (empty histories), doubling the rows as needed."""
@@ -129,7 +135,11 @@ class HistoryStore:
             grown = np.zeros((rows, self.items.shape[1]), np.int32)
             grown[: self.items.shape[0]] = self.items
             self.items = grown
-        self.lengths = np.concatenate([self.lengths, np.zeros(count, np.int64)])
+        if need > len(self._lengths):  # doubling, as the rows
+            grown = np.zeros(max(need, 2 * len(self._lengths)), np.int64)
+            grown[: len(self._lengths)] = self._lengths
+            self._lengths = grown
+        self._num_users = need
 
     def append(self, users, items) -> None:
         users = np.asarray(users, np.int64)

@@ -120,11 +120,13 @@ class Ranker:
 
     # ---- users and histories ------------------------------------------------------------
     def _user(self, user: str, events=()) -> int:
+        """The internal index of ``user`` (created on first sight), after appending ``events``."""
         uid = self.user_ids.get(user)
         if uid is None:
             uid = self.user_ids[user] = self.history.num_users
             self.history.add_users(1)
-            self.in_state = np.concatenate([self.in_state, [0]])
+            if uid >= len(self.in_state):  # doubling: creating U users costs O(U), not O(U^2)
+                self.in_state = np.concatenate([self.in_state, np.zeros(max(64, len(self.in_state)), np.int64)])
         for item in events:
             self.history.append([uid], [int(item)])
         return uid
@@ -179,24 +181,24 @@ class Ranker:
         if len(requests) > self.max_rows:
             raise ValueError(f"Ranker.rank: {len(requests)} requests exceed the largest bucket {self.max_rows}")
         name = requests[0].policy or self.default_policy
-        masks, errors = [], []
-        for r in requests:  # checked before anything changes
-            row = self._available(r)
-            free = int(row.sum())
-            masks.append(row)
-            errors.append("" if free >= r.slate_size else
-                          f"slate_size: {r.slate_size} asked, but only {free} items are left to rank "
-                          "after candidates, exclusions and the user's history")
+        allowed = self._available(requests)  # checked before anything changes
+        free = allowed.sum(axis=1)
+        errors = ["" if free[i] >= r.slate_size else
+                  f"slate_size: {r.slate_size} asked, but only {free[i]} items are left to rank "
+                  "after candidates, exclusions and the user's history" for i, r in enumerate(requests)]
         served = [i for i, e in enumerate(errors) if not e]
         out = [Ranked(error=e) for e in errors]
         if not served:
             return out
         batch = [requests[i] for i in served]
-        uids = np.array([self._user(r.user, r.events) for r in batch], np.int64)
+        uids = np.array([self._user(r.user) for r in batch], np.int64)
+        for e in range(max(len(r.events) for r in batch)):  # users are distinct: one append per event index
+            has = [j for j, r in enumerate(batch) if len(r.events) > e]
+            self.history.append(uids[has], [batch[j].events[e] for j in has])
         b = len(batch)
         rows = next(size for size in self.buckets if size >= b)
         available = self._padding_available(rows)
-        available[:b] = np.stack([masks[i] for i in served])
+        available[:b] = allowed[served]
         slots, miss = self.table.assign(uids)
         lengths = self.history.lengths[uids]
         new = lengths - self.in_state[uids]
@@ -228,21 +230,24 @@ class Ranker:
                             context=context, policy=name, event_id=int(event_ids[j]))
         return out
 
-    def _available(self, r: RankRequest) -> np.ndarray:
-        """bool[N+1]: the items request ``r`` may be shown (candidates, minus exclusions,
+    def _available(self, requests: list[RankRequest]) -> np.ndarray:
+        """bool[R, N+1]: the items each request may be shown (candidates, minus exclusions,
         minus everything the user consumed, the request's events included)."""
-        if r.candidates is None:
-            row = np.ones(self.num_items + 1, bool)
-        else:
-            row = np.zeros(self.num_items + 1, bool)
-            row[list(r.candidates)] = True
-        row[list(r.exclude)] = False
-        row[list(r.events)] = False
-        uid = self.user_ids.get(r.user)
-        if uid is not None:
-            row[self.history.items[uid, : int(self.history.lengths[uid])]] = False
-        row[0] = False
-        return row
+        allowed = np.ones((len(requests), self.num_items + 1), bool)
+        rows, cols = [], []
+        for i, r in enumerate(requests):
+            if r.candidates is not None:
+                allowed[i] = False
+                allowed[i, list(r.candidates)] = True
+            taken = list(r.exclude) + list(r.events)
+            uid = self.user_ids.get(r.user)
+            if uid is not None:
+                taken += self.history.items[uid, : int(self.history.lengths[uid])].tolist()
+            rows += [i] * len(taken)
+            cols += taken
+        allowed[rows, cols] = False
+        allowed[:, 0] = False
+        return allowed
 
     def _rebuild(self, uids, slots) -> None:
         m = _bucket(len(uids), self.max_rows)
