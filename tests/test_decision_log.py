@@ -112,6 +112,6 @@ def test_parquet_export_is_what_ope_reads(tmp_path):
     w = (1.0 / num_items) / served["pscore"]
     assert ipw == pytest.approx(float(np.mean(w * served["reward"])), rel=1e-5)
     # what a restarted service resumes each user from: newest decision's context + its clicks
-    hist = last_histories(tmp_path / "d.db", max_len=5)
+    hist = last_histories(tmp_path / "d.db")
     # u0: d3 (context [4]) clicked slots 0 and 2 of (4, 7, 9); d4 (u1) and d5 (u2) have no reward
     assert hist == {"u0": [4, 4, 9], "u1": [5], "u2": [6]}

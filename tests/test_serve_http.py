@@ -64,7 +64,7 @@ def test_rank_then_reward_is_logged_and_duplicates_are_idempotent(service):
     clicked = d["slate"][1]
     nxt = client.post("/rank", json={"user": "alice"}).json()
     assert clicked not in nxt["slate"]
-    assert last_histories(db, L)["alice"] == [3, 1, 4, clicked]
+    assert last_histories(db)["alice"] == [3, 1, 4, clicked]
 
 
 def test_bad_requests_get_one_line_4xx_and_change_nothing(service):
@@ -190,3 +190,33 @@ def test_epsilon_greedy_propensities_are_exact_and_match_frequencies():
         assert logged[slate] == pytest.approx(p1 * p2, rel=1e-6)
         assert abs(c / total - p1 * p2) < 4 * np.sqrt(p1 * p2 * (1 - p1 * p2) / total) + 1e-3
     assert len(counts) == 6  # every ordered pair of the 3 candidates was explored
+
+
+def test_a_restarted_ranker_rebuilds_each_users_exact_state_from_the_log(tmp_path):
+    from rec_jax.serve.http.decision_log import DecisionLog
+
+    cfg = RankerConfig(buckets=(4,), max_slate=3, capacity=4, policies=("greedy",))
+    first = Ranker(MODEL, PARAMS, cfg, jax.random.key(3), model_version="t")
+    log = DecisionLog(tmp_path / "d.db")
+    rng = np.random.default_rng(1)
+    for step in range(9):  # histories grow past rebuild_len (= L for one layer): positions matter
+        requests = [RankRequest(user=u, events=tuple(int(i) for i in rng.choice(np.arange(1, N + 1), 2)),
+                                slate_size=3) for u in ("p", "q")]
+        for r, out in zip(requests, first.rank(requests)):
+            log.log_decisions([Decision(id=f"{r.user}{step}", user=r.user, context=out.context,
+                                        history_len=out.history_len, slate=out.slate,
+                                        propensities=out.propensities, propensity_kind="exact", policy="greedy",
+                                        policy_params={}, model_version="t", created=float(step),
+                                        expires=1e12)]).result()
+            clicks = [float(k == step % 3) for k in range(3)]
+            outcome = log.log_reward(f"{r.user}{step}", clicks).result()
+            first.add_clicks(r.user, outcome.clicked)
+    log.close()
+    restored = Ranker(MODEL, PARAMS, cfg, jax.random.key(3), model_version="t",
+                      histories=last_histories(tmp_path / "d.db"))
+    for ranker in (first, restored):
+        ranker.rank([RankRequest(user=u, slate_size=3) for u in ("p", "q")])  # folds the last click / rebuilds
+    for u in ("p", "q"):
+        assert first.history.lengths[first.user_ids[u]] == restored.history.lengths[restored.user_ids[u]] > L
+        h = [np.asarray(r.store["h"][r.table.order[r.user_ids[u]]]) for r in (first, restored)]
+        np.testing.assert_allclose(h[1], h[0], rtol=1e-5, atol=1e-6)

@@ -103,7 +103,7 @@ class Service:
         model, params, version = self.loaded or load_model(cfg.model_dir)
         db = Path(cfg.db or Path(cfg.model_dir) / "decisions.db")
         previous = read_meta(db, "model_version")
-        histories = last_histories(db, model.config.max_len)
+        histories = last_histories(db)
         self.log = DecisionLog(db, sync=cfg.sync)
         key = jax.random.fold_in(jax.random.key(cfg.seed), time.time_ns() % (1 << 31))
         rcfg = RankerConfig(buckets=cfg.buckets, max_slate=cfg.max_slate, capacity=cfg.capacity, policies=cfg.policy,

@@ -187,7 +187,9 @@ class Batcher:
                 id=decision_id, user=request.user, context=result.context, slate=result.slate,
                 propensities=result.propensities, propensity_kind="exact", policy=result.policy,
                 policy_params={"version": policy_params}, model_version=version, created=created,
-                expires=created + self.cfg.ttl_s))
+                expires=created + self.cfg.ttl_s, history_len=result.history_len,
+                candidates=None if request.candidates is None else list(request.candidates),
+                exclude=list(request.exclude) if request.exclude else None))
             answers.append((future, Answer(200, {
                 "decision_id": decision_id, "slate": result.slate, "propensities": result.propensities,
                 "propensity_kind": "exact", "model_version": version, "policy": result.policy,

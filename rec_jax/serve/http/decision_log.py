@@ -22,9 +22,12 @@ request that arrived meanwhile.
 
 Tables (JSON arrays as text, written by orjson):
 
-* ``decisions(id, user, context, slate, propensities, propensity_kind, policy,
-  policy_params, model_version, created, expires)``: context = the user's item
-  history (ids, oldest first, the model's window) that the slate was computed from;
+* ``decisions(id, user, context, history_len, slate, propensities, propensity_kind,
+  policy, policy_params, model_version, created, expires, candidates, exclude)``:
+  context = the most recent items of the user's history (ids, oldest first: the
+  ``rebuild_len`` items that determine the model's state, all of them for a short
+  history), history_len = the history's full length (the items' positions follow
+  from it), candidates / exclude = the request's (JSON, NULL when absent);
 * ``rewards(decision_id, rewards, received)``: one row per decision at most; a
   second identical reward is acknowledged as a duplicate, a different one refused;
 * ``meta(key, value)``: e.g. the model version last served.
@@ -43,8 +46,9 @@ import orjson
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS decisions(id TEXT PRIMARY KEY, user TEXT NOT NULL, context TEXT NOT NULL, "
-    "slate TEXT NOT NULL, propensities TEXT NOT NULL, propensity_kind TEXT NOT NULL, policy TEXT NOT NULL, "
-    "policy_params TEXT NOT NULL, model_version TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL)",
+    "history_len INTEGER NOT NULL, slate TEXT NOT NULL, propensities TEXT NOT NULL, propensity_kind TEXT NOT NULL, "
+    "policy TEXT NOT NULL, policy_params TEXT NOT NULL, model_version TEXT NOT NULL, created REAL NOT NULL, "
+    "expires REAL NOT NULL, candidates TEXT, exclude TEXT)",
     "CREATE TABLE IF NOT EXISTS rewards(decision_id TEXT PRIMARY KEY REFERENCES decisions(id), "
     "rewards TEXT NOT NULL, received REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -60,7 +64,7 @@ class Decision:
 
     id: str
     user: str
-    context: list[int]  # the user's history ids the slate was computed from (oldest first)
+    context: list[int]  # the most recent history ids the slate was computed from (oldest first)
     slate: list[int]  # item ids shown, slot order
     propensities: list[float]  # per slot: P(this pick | the picks before it)
     propensity_kind: str  # "exact" (rec_jax.policies.base.PROPENSITY_KINDS)
@@ -69,6 +73,9 @@ class Decision:
     model_version: str
     created: float  # Unix seconds
     expires: float  # Unix seconds after which a reward is refused
+    history_len: int = -1  # the user's full history length (-1: len(context))
+    candidates: list[int] | None = None  # the request's candidates (None: the whole catalogue)
+    exclude: list[int] | None = None  # the request's exclusions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,9 +107,13 @@ def connect(path: str | Path, *, sync: str = "normal", readonly: bool = False) -
 
 
 def _decision_row(d: Decision) -> tuple:
-    return (d.id, d.user, orjson.dumps(d.context).decode(), orjson.dumps(d.slate).decode(),
-            orjson.dumps(d.propensities).decode(), d.propensity_kind, d.policy, orjson.dumps(d.policy_params).decode(),
-            d.model_version, d.created, d.expires)
+    def maybe(values):
+        return None if values is None else orjson.dumps(values).decode()
+
+    return (d.id, d.user, orjson.dumps(d.context).decode(), d.history_len if d.history_len >= 0 else len(d.context),
+            orjson.dumps(d.slate).decode(), orjson.dumps(d.propensities).decode(), d.propensity_kind, d.policy,
+            orjson.dumps(d.policy_params).decode(), d.model_version, d.created, d.expires, maybe(d.candidates),
+            maybe(d.exclude))
 
 
 class DecisionLog:
@@ -205,7 +216,7 @@ class DecisionLog:
 
     def _apply(self, kind: str, payload):
         if kind == "decisions":
-            self.con.executemany("INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            self.con.executemany("INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                  [_decision_row(d) for d in payload])
             return None
         if kind == "meta":
@@ -248,29 +259,33 @@ def read_meta(path: str | Path, key: str) -> str | None:
     return None if row is None else row[0]
 
 
-def last_histories(path: str | Path, max_len: int) -> dict[str, list[int]]:
+def last_histories(path: str | Path) -> dict[str, list[int]]:
     """Each user's history as the log last saw it: the newest decision's context plus
-    the items clicked on that decision (its reward), the last ``max_len`` of them.
+    the items clicked on that decision (its reward), LEFT-padded with 0 to the
+    history's full length.
 
-    This is what a restarted service starts each known user from. (The context is
-    the model's window, so a user with more than ``max_len`` items restarts from the
-    window: exact for SASRec's windowed rebuild, which reads only the last L items.)
+    This is what a restarted service starts each known user from. The context holds
+    the items that determine the model's state, and the padding keeps their
+    positions, so the rebuilt state equals the killed service's (item 0 is padding:
+    never recommended, never a real item); items older than the context are no
+    longer masked from that user's slates.
     """
     if not Path(path).exists():
         return {}
     con = connect(path, readonly=True)
     try:
         rows = con.execute(
-            "SELECT d.user, d.context, d.slate, r.rewards FROM decisions d "
+            "SELECT d.user, d.context, d.history_len, d.slate, r.rewards FROM decisions d "
             "JOIN (SELECT user, MAX(created) AS created FROM decisions GROUP BY user) last "
             "ON d.user = last.user AND d.created = last.created "
             "LEFT JOIN rewards r ON r.decision_id = d.id").fetchall()
     finally:
         con.close()
     histories: dict[str, list[int]] = {}
-    for user, context, slate, rewards in rows:
+    for user, context, history_len, slate, rewards in rows:
         items = list(orjson.loads(context))
+        items = [0] * max(0, history_len - len(items)) + items
         if rewards is not None:
             items += [int(i) for i, r in zip(orjson.loads(slate), orjson.loads(rewards)) if r > 0]
-        histories[user] = items[-max_len:] if max_len else items
+        histories[user] = items
     return histories

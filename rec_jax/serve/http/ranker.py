@@ -67,7 +67,8 @@ class Ranked:
 
     slate: list[int] = dataclasses.field(default_factory=list)
     propensities: list[float] = dataclasses.field(default_factory=list)
-    context: list[int] = dataclasses.field(default_factory=list)  # the history the slate was computed from
+    context: list[int] = dataclasses.field(default_factory=list)  # the history's last rebuild_len items
+    history_len: int = 0  # the history's full length
     policy: str = ""
     event_id: int = -1
     error: str = ""
@@ -227,7 +228,7 @@ class Ranker:
             k = batch[j].slate_size
             context = contexts[j, self.window - min(int(lengths[j]), self.window):].tolist()
             out[i] = Ranked(slate=slate[j, :k].tolist(), propensities=propensity[j, :k].tolist(),
-                            context=context, policy=name, event_id=int(event_ids[j]))
+                            context=context, history_len=int(lengths[j]), policy=name, event_id=int(event_ids[j]))
         return out
 
     def _available(self, requests: list[RankRequest]) -> np.ndarray:
