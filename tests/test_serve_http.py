@@ -220,3 +220,40 @@ def test_a_restarted_ranker_rebuilds_each_users_exact_state_from_the_log(tmp_pat
         assert first.history.lengths[first.user_ids[u]] == restored.history.lengths[restored.user_ids[u]] > L
         h = [np.asarray(r.store["h"][r.table.order[r.user_ids[u]]]) for r in (first, restored)]
         np.testing.assert_allclose(h[1], h[0], rtol=1e-5, atol=1e-6)
+
+
+def test_full_queue_is_429_with_retry_after_and_a_late_request_is_503_unlogged(service, tmp_path):
+    import asyncio
+    import time
+
+    from rec_jax.serve.http.batcher import Batcher, BatcherConfig
+    from rec_jax.serve.http.decision_log import DecisionLog
+
+    client, db, app = service
+    svc = app.state.service
+    before = _count(db, "decisions")
+    normal, svc.batcher.cfg = svc.batcher.cfg, BatcherConfig(queue_size=0)
+    try:
+        full = client.post("/rank", json={"user": "dave"})
+    finally:
+        svc.batcher.cfg = normal
+    assert full.status_code == 429 and full.headers["retry-after"] == "1"
+    assert full.json()["error"].startswith("queue")
+    assert _count(db, "decisions") == before
+    # a request whose deadline passed before a batch took it: 503, not served, not logged
+    loop = asyncio.new_event_loop()
+    log = DecisionLog(tmp_path / "late.db")
+    ranker = Ranker(MODEL, PARAMS, RankerConfig(buckets=(4,), max_slate=5, capacity=8), jax.random.key(4),
+                    model_version="t")
+    batcher = Batcher(ranker, log, loop, BatcherConfig())
+    try:
+        late = loop.run_until_complete(batcher.submit(RankRequest(user="erin", slate_size=3), time.monotonic() - 1))
+        on_time = loop.run_until_complete(batcher.submit(RankRequest(user="erin", slate_size=3),
+                                                         time.monotonic() + 60))
+    finally:
+        batcher.stop()
+        log.close()
+        loop.close()
+    assert late.status == 503 and late.body["error"].startswith("deadline")
+    assert on_time.status == 200
+    assert _count(tmp_path / "late.db", "decisions") == 1  # only the request served on time
