@@ -20,7 +20,6 @@ from __future__ import annotations
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from rec_jax.distributed.arrays import from_process_local, gather, global_mesh, process_rows

@@ -21,7 +21,8 @@ import pytest
 from rec_jax.distributed.launch import launch
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+_PATHS = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO)] + _PATHS))  # subprocesses import this checkout
 
 
 def _script(tmp_path: Path, body: str) -> str:
@@ -58,7 +59,8 @@ GLOBAL = """
     rows = process_rows(8, mesh)
     x = from_process_local(full[rows], mesh, 8)                      # each process passes only its rows
     total = jax.jit(lambda a: (a * 2.0).sum(axis=0), out_shardings=NamedSharding(mesh, PartitionSpec()))(x)
-    out = dict(pid=jax.process_index(), rows=[rows.start, rows.stop], local=[s.data.shape[0] for s in x.addressable_shards],
+    out = dict(pid=jax.process_index(), rows=[rows.start, rows.stop],
+               local=[s.data.shape[0] for s in x.addressable_shards],
                gathered=bool(np.array_equal(gather(x), full)), total=np.asarray(gather(total)).tolist(),
                devices=jax.device_count())
     print("RESULT", __import__("json").dumps(out), flush=True)
@@ -84,7 +86,8 @@ def _multihost(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_two_processes_equal_one_process(tmp_path):
-    proc = _multihost("--processes", "2", "--devices-per-process", "2", "--bench-streams", "256", "--out", str(tmp_path))
+    proc = _multihost("--processes", "2", "--devices-per-process", "2", "--bench-streams", "256",
+                      "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["processes"] == 2 and result["global_devices"] == 4
@@ -101,7 +104,8 @@ def test_killed_two_process_run_resumes_to_the_uninterrupted_one(tmp_path, mode,
     common = ["--workload", "resume", "--steps", "12", "--chunk-steps", "3", "--mode", mode]
     assert _multihost(*common, "--out", str(tmp_path / "a")).returncode == 0
     t0 = time.monotonic()
-    killed = _multihost(*common, "--out", str(tmp_path / "b"), "--die-process", str(dead), "--die-after-step", str(step))
+    killed = _multihost(*common, "--out", str(tmp_path / "b"), "--die-process", str(dead),
+                        "--die-after-step", str(step))
     assert killed.returncode == 1 and time.monotonic() - t0 < 120
     line = killed.stderr.strip()
     assert "\n" not in line and line.startswith(f"multihost: process {dead} of 2 ") and "SIGKILL" in line, line
@@ -133,7 +137,8 @@ def test_compare_flags_each_kind_of_difference():
             "shared": {"reward_sum": np.array([3.0]), "action": np.array([[0, 1]]), "policy_state.gram": np.ones(3)}}
     same = {m: {k: v.copy() for k, v in r.items()} for m, r in base.items()}
     assert compare(same, base)[0] == {"per_stream": True, "shared": True}
-    for mode, key, change in (("per_stream", "action", lambda x: x + 1), ("per_stream", "reward_sum", lambda x: x * (1 + 1e-8)),
+    for mode, key, change in (("per_stream", "action", lambda x: x + 1),
+                              ("per_stream", "reward_sum", lambda x: x * (1 + 1e-8)),
                               ("shared", "policy_state.gram", lambda x: x + 1e-4)):
         other = {m: dict(r) for m, r in same.items()}
         other[mode] = {**other[mode], key: change(other[mode][key])}

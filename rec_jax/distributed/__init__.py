@@ -10,9 +10,10 @@
 Nothing in algorithm code changes: the engine and PBT are the one-process code,
 given global arrays. See the README section "Several processes and hosts".
 """
-from rec_jax.distributed.arrays import from_process_local, gather, global_mesh, process_rows, replicated
+from rec_jax.distributed.arrays import (from_process_local, gather, global_mesh, process_rows,
+                                        replicated)
 from rec_jax.distributed.engine import init_sharded, state_shardings, streams_mesh
 from rec_jax.distributed.runtime import free_port, initialize, is_main
 
-__all__ = ["initialize", "is_main", "free_port", "global_mesh", "process_rows", "from_process_local", "replicated", "gather",
-           "streams_mesh", "init_sharded", "state_shardings"]
+__all__ = ["initialize", "is_main", "free_port", "global_mesh", "process_rows", "from_process_local", "replicated",
+           "gather", "streams_mesh", "init_sharded", "state_shardings"]
