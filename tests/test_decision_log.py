@@ -101,6 +101,7 @@ def test_parquet_export_is_what_ope_reads(tmp_path):
     np.testing.assert_array_equal(served["action"][0::3], [1, 2, 3, 4])
     np.testing.assert_allclose(served["slate_pscore"][:3], [0.5, 0.125, 0.125])
     np.testing.assert_array_equal(served["reward"][2::3], [0, 1, 0, 1])
+    np.testing.assert_array_equal(served["greedy_action"], -1)  # these decisions logged no greedy slate
     assert set(read_served_log(tmp_path / "log.parquet", rewarded_only=False)["has_reward"]) == {True, False}
     # the same columns straight from the SQLite log
     direct = read_served_log(tmp_path / "d.db")

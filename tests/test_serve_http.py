@@ -59,6 +59,12 @@ def test_rank_then_reward_is_logged_and_duplicates_are_idempotent(service):
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
     other = client.post("/reward", json={"decision_id": d["decision_id"], "rewards": [1, 1, 0]})
     assert other.status_code == 409
+    # the logged greedy slate: what the greedy policy shows; the slate equals it iff every pick was greedy
+    for _ in range(12):
+        e = client.post("/rank", json={"user": "zed"}).json()
+        g = orjson.loads(con.execute("SELECT greedy FROM decisions WHERE id = ?", (e["decision_id"],)).fetchone()[0])
+        assert (e["slate"] == g) == all(p > 0.5 for p in e["propensities"])  # epsilon 0.1: greedy picks > 0.9
+        client.post("/reward", json={"decision_id": e["decision_id"], "rewards": [0, 0, 0]})
     con.close()
     # the clicked item joined alice's history: never shown again, and what a restart resumes from
     clicked = d["slate"][1]

@@ -187,7 +187,7 @@ class Batcher:
                 id=decision_id, user=request.user, context=result.context, slate=result.slate,
                 propensities=result.propensities, propensity_kind="exact", policy=result.policy,
                 policy_params={"version": policy_params}, model_version=version, created=created,
-                expires=created + self.cfg.ttl_s, history_len=result.history_len,
+                expires=created + self.cfg.ttl_s, history_len=result.history_len, greedy=result.greedy,
                 candidates=None if request.candidates is None else list(request.candidates),
                 exclude=list(request.exclude) if request.exclude else None))
             answers.append((future, Answer(200, {

@@ -27,7 +27,9 @@ Tables (JSON arrays as text, written by orjson):
   context = the most recent items of the user's history (ids, oldest first: the
   ``rebuild_len`` items that determine the model's state, all of them for a short
   history), history_len = the history's full length (the items' positions follow
-  from it), candidates / exclude = the request's (JSON, NULL when absent);
+  from it), candidates / exclude = the request's (JSON, NULL when absent), greedy =
+  the model's top-k of the items left (what the greedy policy would have shown: with
+  exact propensities, the greedy policy's value is estimable from the log);
 * ``rewards(decision_id, rewards, received)``: one row per decision at most; a
   second identical reward is acknowledged as a duplicate, a different one refused;
 * ``meta(key, value)``: e.g. the model version last served.
@@ -48,7 +50,7 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS decisions(id TEXT PRIMARY KEY, user TEXT NOT NULL, context TEXT NOT NULL, "
     "history_len INTEGER NOT NULL, slate TEXT NOT NULL, propensities TEXT NOT NULL, propensity_kind TEXT NOT NULL, "
     "policy TEXT NOT NULL, policy_params TEXT NOT NULL, model_version TEXT NOT NULL, created REAL NOT NULL, "
-    "expires REAL NOT NULL, candidates TEXT, exclude TEXT)",
+    "expires REAL NOT NULL, candidates TEXT, exclude TEXT, greedy TEXT)",
     "CREATE TABLE IF NOT EXISTS rewards(decision_id TEXT PRIMARY KEY REFERENCES decisions(id), "
     "rewards TEXT NOT NULL, received REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -76,6 +78,7 @@ class Decision:
     history_len: int = -1  # the user's full history length (-1: len(context))
     candidates: list[int] | None = None  # the request's candidates (None: the whole catalogue)
     exclude: list[int] | None = None  # the request's exclusions
+    greedy: list[int] | None = None  # the model's top-k of the items left (the greedy slate), slot order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +116,7 @@ def _decision_row(d: Decision) -> tuple:
     return (d.id, d.user, orjson.dumps(d.context).decode(), d.history_len if d.history_len >= 0 else len(d.context),
             orjson.dumps(d.slate).decode(), orjson.dumps(d.propensities).decode(), d.propensity_kind, d.policy,
             orjson.dumps(d.policy_params).decode(), d.model_version, d.created, d.expires, maybe(d.candidates),
-            maybe(d.exclude))
+            maybe(d.exclude), maybe(d.greedy))
 
 
 class DecisionLog:
@@ -216,7 +219,7 @@ class DecisionLog:
 
     def _apply(self, kind: str, payload):
         if kind == "decisions":
-            self.con.executemany("INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            self.con.executemany("INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                  [_decision_row(d) for d in payload])
             return None
         if kind == "meta":

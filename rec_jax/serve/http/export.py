@@ -10,7 +10,8 @@ conditional propensity given the picks before it), ``slate_pscore`` (f32: the
 product over slots 0..position, i.e. the probability of the slate's prefix),
 ``propensity_kind`` (i8 code of ``rec_jax.policies.base.PROPENSITY_KINDS``),
 ``reward`` (f32; NaN when no reward came), ``has_reward`` (bool), ``policy``,
-``policy_version``, ``model_version`` (str), ``context`` (list<i32>: the user's
+``greedy_action`` (i32: the item the greedy policy would have shown at this slot,
+-1 if not logged), ``policy_version``, ``model_version`` (str), ``context`` (list<i32>: the user's
 history the slate was computed from). Only decisions whose reward was joined are
 usable for estimation; ``read_served_log(..., rewarded_only=True)`` keeps those.
 
@@ -30,7 +31,7 @@ from rec_jax.policies.base import PROPENSITY_KINDS
 from rec_jax.serve.http.decision_log import connect
 
 COLUMNS = ("decision_id", "user", "created", "position", "action", "pscore", "slate_pscore", "propensity_kind",
-           "reward", "has_reward", "policy", "policy_version", "model_version", "context")
+           "reward", "has_reward", "greedy_action", "policy", "policy_version", "model_version", "context")
 
 
 def served_log_table(db: str | Path):
@@ -43,14 +44,15 @@ def served_log_table(db: str | Path):
     try:
         rows = con.execute(
             "SELECT d.id, d.user, d.created, d.slate, d.propensities, d.propensity_kind, d.policy, d.policy_params, "
-            "d.model_version, d.context, r.rewards FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.id "
+            "d.model_version, d.context, r.rewards, d.greedy FROM decisions d LEFT JOIN rewards r ON r.decision_id = d.id "
             "ORDER BY d.created, d.id").fetchall()
     finally:
         con.close()
     cols: dict[str, list] = {name: [] for name in COLUMNS}
-    for did, user, created, slate, props, kind, policy, pparams, version, context, rewards in rows:
+    for did, user, created, slate, props, kind, policy, pparams, version, context, rewards, greedy in rows:
         slate, props, context = orjson.loads(slate), orjson.loads(props), orjson.loads(context)
         rewards = orjson.loads(rewards) if rewards is not None else None
+        greedy = orjson.loads(greedy) if greedy is not None else [-1] * len(slate)
         version_text = orjson.loads(pparams).get("version", "")
         prefix = np.cumprod(np.asarray(props, np.float64))
         for k, (item, p) in enumerate(zip(slate, props)):
@@ -64,13 +66,14 @@ def served_log_table(db: str | Path):
             cols["propensity_kind"].append(PROPENSITY_KINDS.index(kind))
             cols["reward"].append(float("nan") if rewards is None else rewards[k])
             cols["has_reward"].append(rewards is not None)
+            cols["greedy_action"].append(greedy[k])
             cols["policy"].append(policy)
             cols["policy_version"].append(version_text)
             cols["model_version"].append(version)
             cols["context"].append(context)
     types = {"created": pa.float64(), "position": pa.int32(), "action": pa.int32(), "pscore": pa.float32(),
              "slate_pscore": pa.float32(), "propensity_kind": pa.int8(), "reward": pa.float32(),
-             "has_reward": pa.bool_(), "context": pa.list_(pa.int32())}
+             "has_reward": pa.bool_(), "greedy_action": pa.int32(), "context": pa.list_(pa.int32())}
     return pa.table({name: pa.array(values, type=types.get(name, pa.string())) for name, values in cols.items()})
 
 

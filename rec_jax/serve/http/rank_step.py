@@ -1,8 +1,8 @@
 """The service's jitted rank step: at most one new event per user, scores, the policy's slate.
 
     step = make_rank_step(inc, policy, num_items=N, slate_size=K, fast_epsilon=True)
-    slate, propensity, store = step(params, head, policy_params, store, key, slots, items, count, event_ids,
-                                    available)
+    slate, propensity, greedy, store = step(params, head, policy_params, store, key, slots, items, count,
+                                            event_ids, available)
 
 Row b serves a user whose cached state sits in store row ``slots[b]`` (rebuilt by the
 caller on a cache miss, :func:`rec_jax.serve.user_cache.make_rebuild_rows`). The
@@ -36,7 +36,9 @@ def make_rank_step(inc, policy, *, num_items: int, slate_size: int, fast_epsilon
     E is static: a user with more new items is rebuilt by the caller instead);
     count int32[B] in 0..E; available bool[B, N+1]; padding rows use the store's last
     (trash) row, count 0 and at least ``2 * slate_size`` available items.
-    Returns (slate int32[B, K], propensity f32[B, K], store)."""
+    Returns (slate int32[B, K], propensity f32[B, K], greedy int32[B, K] (the available
+    items in the model's score order: the greedy slate, logged so that off-policy
+    evaluation knows it), store)."""
 
     def compute(params, head, policy_params, store, key, slots, items, count, event_ids, available):
         rows = jax.tree.map(lambda a: a[slots], store)
@@ -54,9 +56,9 @@ def make_rank_step(inc, policy, *, num_items: int, slate_size: int, fast_epsilon
                 state = jax.vmap(inc.write)(state, update)
         logits = tied_scores(h, head.table, num_items) + head.bias
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(event_ids)
-        slate, propensity, _ = slates_from_logits(policy, policy_params, keys, logits, available, slate_size,
+        slate, propensity, greedy = slates_from_logits(policy, policy_params, keys, logits, available, slate_size,
                                                   fast_epsilon)
-        return slate, propensity, (tuple(updates), h)
+        return slate, propensity, greedy.astype(jnp.int32), (tuple(updates), h)
 
     def commit(store, slots, count, new):
         updates, h = new
@@ -70,8 +72,8 @@ def make_rank_step(inc, policy, *, num_items: int, slate_size: int, fast_epsilon
     commit = jax.jit(commit, donate_argnums=0)
 
     def step(params, head, policy_params, store, key, slots, items, count, event_ids, available):
-        slate, propensity, new = compute(params, head, policy_params, store, key, slots, items, count, event_ids,
-                                         available)
-        return slate, propensity, commit(store, slots, count, new)
+        slate, propensity, greedy, new = compute(params, head, policy_params, store, key, slots, items, count,
+                                                 event_ids, available)
+        return slate, propensity, greedy, commit(store, slots, count, new)
 
     return step

@@ -69,6 +69,7 @@ class Ranked:
     propensities: list[float] = dataclasses.field(default_factory=list)
     context: list[int] = dataclasses.field(default_factory=list)  # the history's last rebuild_len items
     history_len: int = 0  # the history's full length
+    greedy: list[int] = dataclasses.field(default_factory=list)  # the model's top-k of the items left
     policy: str = ""
     event_id: int = -1
     error: str = ""
@@ -170,9 +171,9 @@ class Ranker:
 
     def _step(self, name, slots, items, count, event_ids, available):
         _, pparams, step = self.policies[name]
-        slate, propensity, self.store = step(self.params, self.head, pparams, self.store, self.key, slots, items,
-                                             count, event_ids, available)
-        return jax.device_get((slate, propensity))
+        slate, propensity, greedy, self.store = step(self.params, self.head, pparams, self.store, self.key, slots,
+                                                     items, count, event_ids, available)
+        return jax.device_get((slate, propensity, greedy))
 
     def rank(self, requests: list[RankRequest]) -> list[Ranked]:
         """Serve one micro-batch: DISTINCT users, one policy, at most the largest bucket.
@@ -216,7 +217,7 @@ class Ranker:
             take = e < count
             items[:b][take, e] = self.history.items[uids[take], at[take]]
         pad = rows - b
-        slate, propensity = self._step(
+        slate, propensity, greedy = self._step(
             name,
             np.concatenate([slots, np.full(pad, self.table.trash_row)]).astype(np.int32),
             items,
@@ -228,6 +229,7 @@ class Ranker:
             k = batch[j].slate_size
             context = contexts[j, self.window - min(int(lengths[j]), self.window):].tolist()
             out[i] = Ranked(slate=slate[j, :k].tolist(), propensities=propensity[j, :k].tolist(),
+                            greedy=greedy[j, :k].tolist(),
                             context=context, history_len=int(lengths[j]), policy=name, event_id=int(event_ids[j]))
         return out
 
