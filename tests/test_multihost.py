@@ -123,7 +123,7 @@ def test_killed_two_process_run_resumes_to_the_uninterrupted_one(tmp_path, mode,
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     wrong = _multihost(*common, "--out", str(tmp_path / "b"), "--processes", "1", "--devices-per-process", "4")
     assert wrong.returncode == 1
-    assert wrong.stderr.strip() == (f"error: {tmp_path / 'b' / 'ckpt'}: checkpoint written by 2 processes, this run "
+    assert wrong.stderr.strip() == (f"error: {state_dir}: checkpoint written by 2 processes, this run "
                                     f"has 1; resume with --processes 2")
 
 

@@ -3,8 +3,8 @@
 Every process calls :func:`save` / :func:`restore` together (Orbax synchronises
 them through the ``jax.distributed`` service); each writes and reads only the
 shards on its own devices, into one directory every process can see (a local
-folder here, a shared file system or bucket on a cluster). ``CKPT/topology.json``
-records how many processes wrote it; a resume with a different count is refused
+folder here, a shared file system or bucket on a cluster). ``DIR/topology.json``
+beside the step folders records how many processes wrote it; a resume with a different count is refused
 with one line (the shards would belong to other processes).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ TOPOLOGY = "topology.json"
 
 
 def check_topology(ckpt_dir: str | Path) -> None:
-    """Raise a one-line ``ValueError`` when ``ckpt_dir`` was written by another number of processes."""
+    """Raise a one-line ``ValueError`` when Orbax folder ``ckpt_dir`` was written by another number of processes."""
     path = Path(ckpt_dir) / TOPOLOGY
     if not path.exists():
         return
@@ -42,6 +42,24 @@ def _write_topology(ckpt_dir: Path) -> None:
         tmp = ckpt_dir / (TOPOLOGY + ".tmp")
         tmp.write_text(json.dumps({"processes": jax.process_count(), "global_devices": jax.device_count()}))
         tmp.replace(ckpt_dir / TOPOLOGY)
+
+
+def save(directory: str | Path, step: int, pytree: Any) -> None:
+    """``rec_jax.checkpoint.save`` of global arrays, called by every process (each writes its
+    shards), recording the process count in ``directory/topology.json`` the first time."""
+    directory = Path(directory)
+    check_topology(directory)
+    if jax.process_index() == 0:
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_topology(directory)
+    checkpoint.save(directory, step, pytree)
+
+
+def restore(directory: str | Path, target: Any, step: int | None = None) -> Any:
+    """``rec_jax.checkpoint.restore`` into the shardings of ``target`` (global arrays or
+    ``ShapeDtypeStruct`` with shardings); refuses a checkpoint of another process count."""
+    check_topology(directory)
+    return checkpoint.restore(directory, target=target, step=step)
 
 
 def run_with_checkpoints(run: Run, key: jax.Array, policy_params: Any, env_params: Any, num_steps: int, *,
@@ -59,17 +77,16 @@ def run_with_checkpoints(run: Run, key: jax.Array, policy_params: Any, env_param
     run.validate(policy_params, env_params)
     ckpt_dir = Path(ckpt_dir)
     state_dir, metrics_dir = ckpt_dir / "state", ckpt_dir / "metrics"
-    check_topology(ckpt_dir)
+    check_topology(state_dir)  # before anything is built: a wrong process count stops at once
     if jax.process_index() == 0:
         metrics_dir.mkdir(parents=True, exist_ok=True)
-        _write_topology(ckpt_dir)
     run_chunk = jax.jit(run.run_chunk, static_argnums=1, donate_argnums=0)
 
     run_state = init_sharded(run, key, policy_params, env_params, mesh)
     start = checkpoint.latest_step(state_dir)
     if start is not None:
         # Orbax reads each process's shards into the shardings of the fresh state.
-        restored = checkpoint.restore(state_dir, target=to_saveable(run_state), step=start)
+        restored = restore(state_dir, target=to_saveable(run_state), step=start)
         run_state = from_saveable(restored, run_state)
     step = int(run_state.step)  # replicated: readable on every process
 
@@ -90,7 +107,7 @@ def run_with_checkpoints(run: Run, key: jax.Array, policy_params: Any, env_param
         # The metrics file exists before the state that points past it (as in the one-process run).
         multihost_utils.sync_global_devices(f"metrics {step}")
         step += length
-        checkpoint.save(state_dir, step, to_saveable(run_state))
+        save(state_dir, step, to_saveable(run_state))
         chunks.append(flat)
         if after_chunk is not None:
             after_chunk(step)
