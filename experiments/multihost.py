@@ -9,8 +9,8 @@ with ``--devices-per-process`` D forced host devices (a coordinator on 127.0.0.1
 at a free port, gloo collectives), runs the LinUCB engine per-stream and shared,
 a model-backed policy (small SASRec, neural-linear UCB, shared), a 4-member
 PBT population (``rec_jax.adapt.pbt``) and one epoch of a 4-member training
-population of a tiny SASRec (``rec_jax.train.population``), then the SAME program in one process on P * D forced
-devices, and prints ONE JSON line: ``equal_to_single_process`` {mode: bool},
+population of a tiny SASRec (``rec_jax.train.population``), then the SAME
+program in one process on P * D forced devices, and prints ONE JSON line: ``equal_to_single_process`` {mode: bool},
 ``max_diffs``, ``processes``, ``global_devices``, ``user_steps_per_s`` (LinUCB
 per-stream, ``--bench-streams`` x ``--bench-steps``, best of 3, both runs), ``wall_s``,
 ``cpu_model``.
