@@ -120,6 +120,11 @@ def run_with_checkpoints(
         run_state = shard_streams(run_state, mesh, mode)
     start = checkpoint.latest_step(state_dir) if resume else None
     if start is not None:
+        # The target in the layout run_chunk carries (and saved): an obs leaf the reset holds
+        # once for all streams may have an [S] axis after a step (the recsys env's `available`).
+        carried = jax.eval_shape(lambda rs: run.run_chunk(rs, 0)[0], run_state)
+        run_state = jax.tree.map(lambda x, c: x if x.shape == c.shape else jax.numpy.broadcast_to(x, c.shape),
+                                 run_state, carried)
         restored = checkpoint.restore(state_dir, target=to_saveable(run_state), step=start)
         # Fresh host->device copies: Orbax's arrays can differ from jit outputs in
         # ways the jit cache keys on, which would recompile run_chunk.

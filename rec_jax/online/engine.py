@@ -95,6 +95,9 @@ class RunState:
     step:          int32[], number of steps taken so far.
     policy_params: the policy's hyperparameters (no S axis; data, so vmappable / adaptable).
     env_params:    the simulator's params (no S axis).
+    view_state:    for a policy with a ``view`` (:class:`rec_jax.policies.base.StreamView`), a
+                   :class:`ViewCache`: each stream's view state for ``obs`` (leading [S] axis)
+                   and the params it was built from; None otherwise.
     """
 
     policy_state: Any
@@ -104,6 +107,21 @@ class RunState:
     step: jax.Array
     policy_params: Any
     env_params: Any
+    view_state: Any = None
+
+
+@struct.dataclass
+class ViewCache:
+    """The engine's per-stream cache of a policy's ``StreamView`` (see :func:`make_run`).
+
+    states:     the view state of every stream for ``RunState.obs`` (leading [S] axis).
+    built_with: ``view.depends_on(policy_params)`` when the states were built (no S axis);
+                params that differ from it (an online encoder update) make the next step
+                rebuild every state, params that do not (head, adapter) keep them.
+    """
+
+    states: Any
+    built_with: Any
 
 
 class Run(NamedTuple):
@@ -198,6 +216,11 @@ def make_run(
         reset, out_shape = _traced_once(sim.reset, _one_stream(reset_keys), _abstract(env_params))
         o_axes = _obs_axes(reset, (0, None), (reset_keys, env_params), out_shape[0])
         obs, env_state = jax.vmap(reset, in_axes=(0, None), out_axes=(o_axes, 0))(reset_keys, env_params)
+        policy_params = _strongly_typed(policy_params)
+        view_state = None
+        if policy.view is not None:
+            view_state = ViewCache(states=_view_init(policy.view, policy_params, obs, o_axes),
+                                   built_with=policy.view.depends_on(policy_params))
         if shared:
             policy_state = policy.init(policy_key, spec)
         else:
@@ -213,8 +236,9 @@ def make_run(
             step=jnp.zeros((), jnp.int32),
             # Strongly typed leaves, so a RunState restored from a checkpoint has the
             # same avals as a fresh one and the jitted run_chunk does not retrace.
-            policy_params=_strongly_typed(policy_params),
+            policy_params=policy_params,
             env_params=_strongly_typed(env_params),
+            view_state=view_state,
         )
 
     def step_fn(rs: RunState, _, sim_step=None, o_axes=None, policy=policy):
@@ -225,18 +249,39 @@ def make_run(
         update_keys = jax.random.split(update_key, num_streams)
 
         obs_tm1 = rs.obs
-        action, info = jax.vmap(policy.act, in_axes=(0, policy_axis, o_axes, None))(
-            act_keys, rs.policy_state, obs_tm1, rs.policy_params
+        view = policy.view if rs.view_state is not None else None
+        if view is not None:
+            # The model's view, once a step, shared by act and update: from the cached states,
+            # rebuilt first when the params they depend on changed since (an encoder update).
+            built_with = view.depends_on(rs.policy_params)
+            stale = jnp.logical_not(_tree_equal(built_with, rs.view_state.built_with))
+            vstates = jax.lax.cond(stale, lambda: _view_init(view, rs.policy_params, obs_tm1, o_axes),
+                                   lambda: rs.view_state.states)
+            seen = jax.vmap(view.observe, in_axes=(None, 0, o_axes))(rs.policy_params, vstates, obs_tm1)
+            seen_axes, acting, acting_params = 0, view.inner, view.inner_params(rs.policy_params)
+        else:
+            seen, seen_axes, acting, acting_params = obs_tm1, o_axes, policy, rs.policy_params
+        action, info = jax.vmap(acting.act, in_axes=(0, policy_axis, seen_axes, None))(
+            act_keys, rs.policy_state, seen, acting_params
         )
         obs_t, env_state, out = jax.vmap(sim_step, in_axes=(0, 0, 0, None), out_axes=(o_axes, 0, 0))(
             env_keys, rs.env_state, action, rs.env_params
         )
         # Single actions learn from the scalar reward, slates from the per-slot rewards.
         feedback = out.reward if config.slate_size == 1 else out.slot_rewards
-        new_policy_states = jax.vmap(policy.update, in_axes=(0, policy_axis, o_axes, 0, 0, None))(
-            update_keys, rs.policy_state, obs_tm1, action, feedback, rs.policy_params
+        new_policy_states = jax.vmap(acting.update, in_axes=(0, policy_axis, seen_axes, 0, 0, None))(
+            update_keys, rs.policy_state, seen, action, feedback, acting_params
         )
-        policy_state = policy.merge(rs.policy_state, new_policy_states) if shared else new_policy_states
+        policy_state = acting.merge(rs.policy_state, new_policy_states) if shared else new_policy_states
+        view_state = rs.view_state
+        if view is not None:
+            # Append what entered each history; any stream the cheap path cannot explain
+            # (a miss) makes this step rebuild all of them (rare: one scalar cond, not a
+            # per-stream select, which under vmap would run the rebuild every step).
+            advanced, hit = jax.vmap(view.advance, in_axes=(None, 0, o_axes))(rs.policy_params, vstates, obs_t)
+            vstates = jax.lax.cond(jnp.all(hit), lambda: advanced,
+                                   lambda: _view_init(view, rs.policy_params, obs_t, o_axes))
+            view_state = ViewCache(states=vstates, built_with=built_with)
 
         metrics = {
             "reward": out.reward,
@@ -268,7 +313,8 @@ def make_run(
                 log["features"] = per_stream(obs_tm1.features, o_axes.features)
                 log["available"] = per_stream(obs_tm1.available, o_axes.available)
             metrics["log"] = log
-        new_rs = rs.replace(policy_state=policy_state, env_state=env_state, obs=obs_t, step=rs.step + 1)
+        new_rs = rs.replace(policy_state=policy_state, env_state=env_state, obs=obs_t, step=rs.step + 1,
+                            view_state=view_state)
         return new_rs, metrics
 
     def run_chunk(run_state: RunState, num_steps: int) -> tuple[RunState, dict]:
@@ -284,7 +330,7 @@ def make_run(
         # Fixed item features (held once, per-stream mode): the policy's fixed-features variant,
         # if the state was built by it (init_run decides the same way from the same axes).
         active = policy
-        if not shared and o_axes.features is None and policy.fixed_features is not None:
+        if policy.view is None and not shared and o_axes.features is None and policy.fixed_features is not None:
             variant = _fixed_policy()
             one = jax.eval_shape(variant.init, jax.ShapeDtypeStruct((), jax.random.key(0).dtype), spec)
             if jax.tree.structure(one) == jax.tree.structure(jax.tree.map(lambda x: x[0], run_state.policy_state)):
@@ -302,6 +348,17 @@ def make_run(
         _call_validator(validate_env_params, env_params, "env params", sim=sim, slate_size=config.slate_size)
 
     return Run(init_run=init_run, run_chunk=run_chunk, run=run, validate=validate, config=config, spec=spec)
+
+
+def _view_init(view, policy_params: Any, obs: Observation, o_axes) -> Any:
+    """Every stream's view state built from scratch from ``obs`` (leading [S] axis)."""
+    return jax.vmap(view.init, in_axes=(None, o_axes))(policy_params, obs)
+
+
+def _tree_equal(a: Any, b: Any) -> jax.Array:
+    """bool[]: every leaf of ``a`` equals ``b``'s (same structure)."""
+    return functools.reduce(jnp.logical_and, [jnp.all(x == y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))],
+                            jnp.asarray(True))
 
 
 def _picked_marginals(marginal: jax.Array, action: jax.Array) -> jax.Array:

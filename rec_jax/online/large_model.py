@@ -93,4 +93,5 @@ def model_policy(variant: str, model, encoder_params, num_items: int, slate_size
     base_params = base_params.replace(**{**defaults, **(overrides or {})})
     params = ModelBackedParams(view=init_view(model, encoder_params, key, slate_size, **view_kwargs), base=base_params)
     params.validate(spec)
-    return make_model_backed(base, model), params, spec, mode
+    # the recsys env appends at most the slate's K clicks a step to a history
+    return make_model_backed(base, model, max_appends=slate_size), params, spec, mode

@@ -39,6 +39,7 @@ def stream_shardings(run_state, mesh: Mesh, mode: str = "per_stream") -> Any:
         available=split if jnp.ndim(obs.available) > 1 else replicated,
         scores=split if jnp.ndim(obs.scores) > 1 else replicated,
         history=None if obs.history is None else split,
+        history_count=None if obs.history_count is None else split,
     ) if isinstance(obs, Observation) else place(obs, split)
 
     return run_state.replace(
@@ -49,6 +50,11 @@ def stream_shardings(run_state, mesh: Mesh, mode: str = "per_stream") -> Any:
         step=replicated,
         policy_params=place(run_state.policy_params, replicated),
         env_params=place(run_state.env_params, replicated),
+        # The per-stream view cache (rec_jax.online.engine.ViewCache) is split like the
+        # env state; the params it was built from are one copy.
+        view_state=None if run_state.view_state is None else run_state.view_state.replace(
+            states=place(run_state.view_state.states, split),
+            built_with=place(run_state.view_state.built_with, replicated)),
     )
 
 

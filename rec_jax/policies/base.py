@@ -47,12 +47,16 @@ class Observation:
     history:   int32[L]  optional: the user's consumed item ids (1..N, 0 = padding),
                oldest -> newest, left-padded; what a sequential model encodes.
                None for simulators that keep no history (or do not expose it).
+    history_count: int32[] optional, with ``history``: how many items have entered it so
+               far (not capped at L), so a consumer keeping state incrementally knows how
+               many are new even when the window looks the same (L copies of one item).
     """
 
     features: jax.Array
     available: jax.Array
     scores: jax.Array
     history: jax.Array | None = None
+    history_count: jax.Array | None = None
 
 
 @struct.dataclass
@@ -103,6 +107,36 @@ class Policy(NamedTuple):
     # per-item quantities incrementally. The engine uses it in per-stream mode when it finds
     # the features held once for all streams; None: no such variant (always the plain one).
     fixed_features: Callable[[], Any] | None = None
+    # Optional: a StreamView, the policy's per-stream view of the observation kept
+    # incrementally by the engine (e.g. a Transformer's K/V ring of obs.history). The
+    # engine then calls view.inner's act/update on view.observe's output, computed once
+    # per step; act/update above stay the plain (recomputing) path, which a wrapper that
+    # rebuilds the tuple without ``view`` falls back to.
+    view: Any = None
+
+
+class StreamView(NamedTuple):
+    """What the engine needs to keep one stream's view of the observation incrementally.
+
+    Written for ONE stream (the engine vmaps them); ``vstate`` is any pytree.
+
+      init(params, obs) -> vstate                 from scratch (init_run, cache misses, stale params)
+      advance(params, vstate, obs) -> (vstate, hit bool[])
+                                                  the vstate of the next obs from the previous one
+                                                  (cheap); hit False: it cannot, the engine rebuilds
+      observe(params, vstate, obs) -> Observation what inner.act / inner.update see
+      inner: Policy                               the policy acting on observe's output ...
+      inner_params(params) -> its params          ... with these params
+      depends_on(params) -> pytree                the params the vstate was built from (the encoder):
+                                                  when they change, the engine rebuilds every vstate
+    """
+
+    init: Callable[..., Any]
+    advance: Callable[..., Any]
+    observe: Callable[..., Any]
+    inner: Any
+    inner_params: Callable[[Any], Any]
+    depends_on: Callable[[Any], Any]
 
 
 def merge_by_summed_deltas(state, new_states):

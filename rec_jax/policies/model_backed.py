@@ -63,7 +63,11 @@ def init_view(model, encoder_params, key: jax.Array, slate_size: int, adapter_ra
 
 def user_states(model, view: dict, histories: jax.Array) -> jax.Array:
     """f32[B, D] adapted user states of ``histories`` int32[B, L] (left-padded item ids)."""
-    h = model.encode(view["encoder"], histories)
+    return adapt(view, model.encode(view["encoder"], histories))
+
+
+def adapt(view: dict, h: jax.Array) -> jax.Array:
+    """f32[..., D] the residual adapter ``h + relu(h A) B`` on encoder states ``h`` f32[..., D]."""
     return h + jax.nn.relu(h @ view["adapter"]["down"]) @ view["adapter"]["up"]
 
 
@@ -99,8 +103,16 @@ def model_observation(model, view: dict, obs: Observation) -> Observation:
     return obs.replace(scores=scores, features=features)
 
 
-def make_model_backed(policy: Policy, model) -> Policy:
-    """``policy`` acting on the model's view; params are :class:`ModelBackedParams`."""
+def make_model_backed(policy: Policy, model, *, incremental: bool = True, max_appends: int = 1) -> Policy:
+    """``policy`` acting on the model's view; params are :class:`ModelBackedParams`.
+
+    ``act``/``update`` re-encode ``obs.history`` (what any caller outside the engine
+    gets). With ``incremental`` (and a model that has an incremental form: SASRec,
+    GRU4Rec) the tuple also carries ``view``, a
+    :func:`rec_jax.policies.model_view_cache.make_model_view`: the engine then keeps each
+    stream's encoder state and appends the new items (O(L) a step instead of O(L^2),
+    once a step instead of in both act and update). ``max_appends``: the most items a
+    step may add to a history (the slate size for the recsys env)."""
 
     def act(key, state, obs, params):
         return policy.act(key, state, model_observation(model, params.view, obs), params.base)
@@ -108,7 +120,12 @@ def make_model_backed(policy: Policy, model) -> Policy:
     def update(key, state, obs, action, reward, params):
         return policy.update(key, state, model_observation(model, params.view, obs), action, reward, params.base)
 
-    return Policy(init=policy.init, act=act, update=update, merge=policy.merge)
+    view = None
+    if incremental and model.name in ("sasrec", "gru4rec"):
+        from rec_jax.policies.model_view_cache import make_model_view
+
+        view = make_model_view(policy, model, max_appends)
+    return Policy(init=policy.init, act=act, update=update, merge=policy.merge, view=view)
 
 
 def model_spec(model, encoder_params, num_items: int, slate_size: int) -> PolicySpec:

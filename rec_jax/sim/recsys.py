@@ -106,6 +106,7 @@ def make_recsys_env(
             available=available_items(state.t, params),
             scores=jnp.zeros((num_items,), jnp.float32),
             history=history_in_order(state) if observe_history else None,
+            history_count=state.num_consumed if observe_history else None,
         )
 
     def reset(key: jax.Array, params: RecsysParams):
