@@ -20,7 +20,11 @@
    * SIGKILL: an open-loop phase during which the service is killed with SIGKILL
      halfway and restarted on the same log; afterwards every acknowledged reward is
      looked up in the log (``rewards_lost`` = acknowledged but absent) and the
-     restarted service's model version is compared with the killed one's.
+     restarted service's model version is compared with the killed one's;
+   * ``--ope``: a fresh service serves epsilon-greedy, greedy's CTR is estimated from
+     its log (``rec_jax.ope.from_log``: IPW, SNIPW, DR, 95% bootstrap CIs), then a
+     fresh service serves greedy to the same users replaying the same events, and
+     its CTR is measured on-policy (``on_policy/greedy``).
 4. In-process (``rec_jax.serve.server``, no HTTP): the saturated warm replay of all
    ML-100K users' interleaved sequences at micro-batch 256 (what
    ``experiments/realtime.py`` calls ``load_events_per_s_warm``) and the incremental
@@ -72,6 +76,10 @@ class Config:
     in_process_events: int = 0  # events of the in-process replay (0: all of ML-100K; quick: 16384)
     slate_size: int = 10  # K slots per slate
     policy: str = "epsilon_greedy"  # the served policy
+    http: bool = True  # the open-loop, closed-loop and SIGKILL phases
+    ope: bool = False  # closed-loop OPE check: serve epsilon-greedy, estimate greedy's CTR, then serve greedy
+    ope_decisions: int = 0  # decisions per OPE phase (0: 8000; quick: 4000)
+    ope_rate: float = 400.0  # OPE phases' open-loop rate (cycles/s)
     seed: int = 0
 
 
@@ -82,7 +90,8 @@ def resolve(cfg: Config) -> dict:
                     concurrency=tuple(cfg.concurrency) or ((16, 64) if q else (8, 16, 32, 64, 128)),
                     closed_duration_s=cfg.closed_duration_s or (5.0 if q else 10.0),
                     kill_duration_s=cfg.kill_duration_s or (8.0 if q else 16.0),
-                    in_process_events=cfg.in_process_events or (16384 if q else 0))
+                    in_process_events=cfg.in_process_events or (16384 if q else 0),
+                    ope_decisions=cfg.ope_decisions or (4000 if q else 8000))
     if cfg.rate <= 0 or cfg.kill_rate <= 0:
         raise ValueError(f"--rate and --kill-rate must be > 0 cycles/s, got {cfg.rate}, {cfg.kill_rate}")
     if min(settings["concurrency"]) < 1:
@@ -233,6 +242,60 @@ async def kill_phase(service: ServiceProcess, users, settings: dict, log) -> dic
             "after_restart_rank_ok": after_tally.rank_ok}
 
 
+def ope_check(model_dir: Path, work: Path, settings: dict, log) -> dict:
+    """Serve epsilon-greedy, estimate greedy's CTR from that log (rec_jax.ope.from_log),
+    then serve greedy to the same users replaying the same events and measure its CTR."""
+    from rec_jax.ope.from_log import estimate, slate_rounds
+    from rec_jax.serve.http.export import read_served_log
+
+    import aiohttp
+
+    from experiments._serve_client import open_loop
+
+    duration = settings["ope_decisions"] / settings["ope_rate"]
+    out: dict = {}
+    logs = {}
+    for policy in ("epsilon_greedy", "greedy"):
+        db = work / f"ope_{policy}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        users, _ = simulated_users(settings["seed"], settings["slate_size"])  # the same users, events, order
+        service = ServiceProcess(model_dir, db, free_port(), work / f"service_ope_{policy}.log",
+                                 settings["slate_size"], policy)
+        try:
+            service.start()
+
+            async def run():
+                async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
+                    return await open_loop(session, service.base, users, settings["ope_rate"], duration,
+                                           settings["slate_size"])
+
+            tally = asyncio.run(run())
+        finally:
+            service.stop()
+        log(f"OPE phase, serving {policy}: {tally.reward_ok} rewarded decisions, CTR {tally.clicks / max(tally.slots, 1):.4f}"
+            f", errors {dict(tally.errors)}")
+        logs[policy] = read_served_log(db)
+    est = estimate(logs["epsilon_greedy"], "greedy", seed=settings["seed"])
+    for name in ("ipw", "snipw", "dr"):
+        out[f"ope_estimate/greedy/{name}"] = est[name]
+        out[f"ope_estimate/greedy/{name}_ci95"] = est[f"{name}_ci95"]
+    on = slate_rounds(logs["greedy"])["reward"]
+    rng = np.random.default_rng(settings["seed"])
+    boot = [float(np.mean(on[rng.integers(0, len(on), len(on))])) for _ in range(500)]
+    out["on_policy/greedy"] = float(np.mean(on))
+    out["on_policy/greedy_ci95"] = [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
+    out["on_policy/logging"] = est["logging_ctr"]
+    out["ope_rounds"] = est["rounds"]
+    out["ope_greedy_matches"] = est["matches"]
+    for name in ("ipw", "dr"):
+        lo, hi = est[f"{name}_ci95"]
+        out[f"ope_contains_on_policy/{name}"] = bool(lo <= out["on_policy/greedy"] <= hi)
+    log(f"greedy CTR: IPW {est['ipw']:.4f} {est['ipw_ci95']}, DR {est['dr']:.4f} {est['dr_ci95']}; "
+        f"on-policy {out['on_policy/greedy']:.4f} {out['on_policy/greedy_ci95']}")
+    return out
+
+
 def rewards_in_log(db: Path, decision_ids: list[str]) -> int:
     con = sqlite3.connect(f"file:{db.absolute()}?mode=ro", uri=True)
     try:
@@ -302,27 +365,31 @@ def main(cfg: Config, log=print) -> dict:
     service = ServiceProcess(model_dir, db, free_port(), work / "service.log", cfg.slate_size, cfg.policy)
     result: dict = {"cpu_model": cpu_model(), "model": str(model_dir) if cfg.model_dir else "random-init ml100k-sasrec",
                     "rate_offered": settings["rate"], "slate_size": cfg.slate_size, "policy": cfg.policy}
-    try:
-        result["service_start_s"] = service.start()
-        log(f"service up in {result['service_start_s']:.1f} s at {service.base}")
-        phases = asyncio.run(http_phases(service, users, settings, log))
-        acknowledged = list(phases["acknowledged"])
-        result["http_rank_p50_ms"] = phases["open"]["rank_p50_ms"]
-        result["http_rank_p99_ms"] = phases["open"]["rank_p99_ms"]
-        result["open_loop"] = phases["open"]
-        result["closed_loop"] = phases["closed"]
-        under = [s["requests_per_s"] for s in phases["closed"] if s["rank_p99_ms"] < P99_LIMIT_MS]
-        result["max_requests_per_s"] = max(under) if under else float("nan")
-        if cfg.kill:
-            killed = asyncio.run(kill_phase(service, users, settings, log))
-            acknowledged += killed.pop("acknowledged")
-            result["kill"] = killed
-            result["resumed_model_version"] = killed["model_version_before"] == killed["model_version_after"]
-    finally:
-        service.stop()
-    result["rewards_acknowledged"] = len(set(acknowledged))
-    result["rewards_in_log"] = rewards_in_log(db, acknowledged)
-    result["rewards_lost"] = result["rewards_acknowledged"] - result["rewards_in_log"]
+    acknowledged: list = []
+    if cfg.http:
+        try:
+            result["service_start_s"] = service.start()
+            log(f"service up in {result['service_start_s']:.1f} s at {service.base}")
+            phases = asyncio.run(http_phases(service, users, settings, log))
+            acknowledged = list(phases["acknowledged"])
+            result["http_rank_p50_ms"] = phases["open"]["rank_p50_ms"]
+            result["http_rank_p99_ms"] = phases["open"]["rank_p99_ms"]
+            result["open_loop"] = phases["open"]
+            result["closed_loop"] = phases["closed"]
+            under = [s["requests_per_s"] for s in phases["closed"] if s["rank_p99_ms"] < P99_LIMIT_MS]
+            result["max_requests_per_s"] = max(under) if under else float("nan")
+            if cfg.kill:
+                killed = asyncio.run(kill_phase(service, users, settings, log))
+                acknowledged += killed.pop("acknowledged")
+                result["kill"] = killed
+                result["resumed_model_version"] = killed["model_version_before"] == killed["model_version_after"]
+        finally:
+            service.stop()
+        result["rewards_acknowledged"] = len(set(acknowledged))
+        result["rewards_in_log"] = rewards_in_log(db, acknowledged)
+        result["rewards_lost"] = result["rewards_acknowledged"] - result["rewards_in_log"]
+    if cfg.ope:
+        result.update(ope_check(model_dir, work, settings, log))
     if cfg.in_process:
         result.update(in_process_figures(model_dir, 256, settings["in_process_events"], log))
     (work / "serve_load.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
