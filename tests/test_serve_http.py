@@ -25,7 +25,8 @@ def service(tmp_path_factory):
     from starlette.testclient import TestClient
 
     db = tmp_path_factory.mktemp("serve") / "decisions.db"
-    cfg = ServiceConfig(db=str(db), buckets=(4,), max_slate=5, slate_size=K, capacity=8, max_body_bytes=2048)
+    cfg = ServiceConfig(db=str(db), buckets=(4,), max_slate=5, slate_size=K, capacity=8, max_body_bytes=2048,
+                        publish_dir=str(db.parent / "pub"), reload_s=0.05)
     app = make_app(cfg, (MODEL, PARAMS, "tiny-1"))
     with TestClient(app) as client:
         yield client, db, app
@@ -263,3 +264,32 @@ def test_full_queue_is_429_with_retry_after_and_a_late_request_is_503_unlogged(s
     assert late.status == 503 and late.body["error"].startswith("deadline")
     assert on_time.status == 200
     assert _count(tmp_path / "late.db", "decisions") == 1  # only the request served on time
+
+
+def test_a_published_head_is_swapped_in_and_a_bad_one_refused(service):
+    import time
+
+    from rec_jax.serve.http.publish import publish_head
+    from rec_jax.serve.recommend import Head
+
+    client, db, app = service
+    svc = app.state.service
+    bias = np.zeros(N + 1, np.float32)
+    bias[7] = 50.0  # item 7 first for everyone who has not consumed it
+    publish_head(svc.publish_dir, Head(table=np.asarray(svc.ranker.head.table), bias=bias))
+    deadline = time.time() + 20
+    while not client.get("/healthz").json()["model_version"].endswith("+v0001") and time.time() < deadline:
+        time.sleep(0.05)
+    greedy_first = 0
+    for u in range(12):
+        d = client.post("/rank", json={"user": f"swap{u}"}).json()
+        assert d["model_version"] == "tiny-1+v0001"
+        if d["propensities"][0] > 0.5:  # the greedy pick of slot 0
+            assert d["slate"][0] == 7
+            greedy_first += 1
+    assert greedy_first > 0
+    assert 'rec_jax_model_info{version="tiny-1+v0001"} 1.0' in client.get("/metrics").text
+    (db.parent / "pub" / "published" / "LATEST").write_text("v0009\n")  # names no complete version
+    time.sleep(0.3)
+    after = client.post("/rank", json={"user": "swap-after"})
+    assert after.status_code == 200 and after.json()["model_version"] == "tiny-1+v0001"

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import hmac
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from starlette.routing import Route
 from rec_jax.serve.http.batcher import Batcher, BatcherConfig, QueueFull
 from rec_jax.serve.http.decision_log import DecisionLog, last_histories, read_meta
 from rec_jax.serve.http.metrics import ServiceMetrics
+from rec_jax.serve.http.publish import latest_version, load_head
 from rec_jax.serve.http.ranker import Ranker, RankerConfig
 from rec_jax.serve.http.schema import BadRequest, parse_json, parse_rank, parse_reward
 
@@ -59,6 +61,8 @@ class ServiceConfig:
     temperature: float = 1.0  # softmax: temperature on the logits
     max_body_bytes: int = 65536  # larger request bodies are refused (413)
     sync: str = "normal"  # decision log: normal (survives a killed process) | full (fsync: survives power loss)
+    publish_dir: str = ""  # where a learner publishes heads (<dir>/published/LATEST); default: --model-dir
+    reload_s: float = 1.0  # how often the service looks for a newly published head
     seed: int = 0  # exploration randomness (folded with the start time, so restarts draw afresh)
 
 
@@ -109,15 +113,42 @@ class Service:
         rcfg = RankerConfig(buckets=cfg.buckets, max_slate=cfg.max_slate, capacity=cfg.capacity, policies=cfg.policy,
                             epsilon=cfg.epsilon, temperature=cfg.temperature)
         self.ranker = Ranker(model, params, rcfg, key, model_version=version, histories=histories)
+        self.publish_dir = cfg.publish_dir or cfg.model_dir
+        self.published: str | None = None
+        self.refused: set[str] = set()
+        self.reload()  # a restarted service serves the last published head at once
         self.ranker.warmup()
-        self.log.set_meta("model_version", version).result()
-        self.metrics = ServiceMetrics(version, queue_depth=lambda: self.batcher.depth,
+        self.log.set_meta("model_version", self.ranker.model_version).result()
+        self.metrics = ServiceMetrics(self.ranker.model_version, queue_depth=lambda: self.batcher.depth,
                                       log_counts=lambda: (self.log.commits, self.log.jobs_committed))
         self.batcher = Batcher(self.ranker, self.log, loop, BatcherConfig(queue_size=cfg.queue_size, ttl_s=cfg.ttl_s),
-                               self.metrics)
+                               self.metrics, reload=self.reload if self.publish_dir else None, reload_s=cfg.reload_s)
         self.previous_version = previous
         self.restored_users = len(histories)
         self.ready = True
+
+    def reload(self) -> None:
+        """Swap in the head a learner published last (rec_jax.serve.http.publish), if new.
+
+        A version that cannot be loaded (missing, wrong shapes, non-finite) is refused
+        with one line on stderr and the service keeps serving the version in force."""
+        if not self.publish_dir:
+            return
+        version = latest_version(self.publish_dir)
+        if version is None or version == self.published or version in self.refused:
+            return
+        try:
+            head = load_head(self.publish_dir, version, self.ranker.head)
+        except (OSError, ValueError, KeyError) as err:
+            self.refused.add(version)
+            print(f"rec_jax service: published head {version} refused ({err}); still serving "
+                  f"{self.ranker.model_version}", file=sys.stderr, flush=True)
+            return
+        self.ranker.swap_head(head, version)
+        self.published = version
+        if self.ready:
+            self.metrics.set_model(self.ranker.model_version)
+            self.log.set_meta("model_version", self.ranker.model_version)
 
     def stop(self) -> None:
         if self.ready:

@@ -55,8 +55,10 @@ class Batcher:
     """See module docstring."""
 
     def __init__(self, ranker: Ranker, log: DecisionLog, loop: asyncio.AbstractEventLoop, cfg: BatcherConfig,
-                 metrics=None, clock=time.time):
+                 metrics=None, clock=time.time, reload=None, reload_s: float = 1.0):
         self.ranker, self.log, self.loop, self.cfg, self.metrics, self.clock = ranker, log, loop, cfg, metrics, clock
+        self.reload, self.reload_s = reload, reload_s  # reload(): swap in a newly published head, if any
+        self.last_reload = 0.0
         self.waiting: queue.SimpleQueue = queue.SimpleQueue()
         self.depth = 0  # requests submitted and not yet taken into a batch
         self.depth_lock = threading.Lock()
@@ -107,7 +109,10 @@ class Batcher:
         taken = len(pending)  # held requests were counted in depth when pushed back
         self.held.clear()
         if not pending:
-            first = self.waiting.get()
+            try:  # wake up now and then while idle, to take a new published head in
+                first = self.waiting.get(timeout=self.reload_s if self.reload else None)
+            except queue.Empty:
+                return []
             if first is None:
                 return None
             pending.append(first)
@@ -147,9 +152,14 @@ class Batcher:
 
     def _run(self) -> None:
         while self.running or self.held:
+            if self.reload is not None and time.monotonic() - self.last_reload >= self.reload_s:
+                self.last_reload = time.monotonic()
+                self.reload()  # between batches: a batch is served by one model version
             batch = self._take()
             if batch is None:
                 break
+            if not batch:
+                continue
             self._drain_clicks()
             now = time.monotonic()
             live = []

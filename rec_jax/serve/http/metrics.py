@@ -51,6 +51,10 @@ class ServiceMetrics:
         self._recent: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
 
+    def set_model(self, version: str) -> None:
+        self.model.clear()
+        self.model.labels(version=version).set(1)
+
     def request(self, endpoint: str, status: int, seconds: float) -> None:
         self.latency.labels(endpoint=endpoint).observe(seconds)
         self.requests.labels(endpoint=endpoint, status=str(status)).inc()

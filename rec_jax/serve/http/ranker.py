@@ -92,7 +92,7 @@ class Ranker:
         if not cfg.policies:
             raise ValueError("RankerConfig.policies: expected at least one policy")
         self.model, self.params, self.cfg, self.key = model, params, cfg, key
-        self.model_version = model_version
+        self.base_version = self.model_version = model_version
         self.num_items = n = model.config.num_items
         if cfg.max_slate * 2 > n:
             raise ValueError(f"max_slate={cfg.max_slate}: at most half the catalogue ({n} items) can be served")
@@ -119,6 +119,15 @@ class Ranker:
         self.next_event = 0
         for user, items in (histories or {}).items():
             self._user(user, items)
+
+    def swap_head(self, head, version: str) -> None:
+        """Serve with ``head`` (a published :class:`rec_jax.serve.recommend.Head`) from the
+        next batch on; the model version becomes ``<base>+<version>``. Cached user states
+        stay valid: the encoder is unchanged."""
+        import jax.numpy as jnp
+
+        self.head = type(self.head)(table=jnp.asarray(head.table, jnp.float32), bias=jnp.asarray(head.bias, jnp.float32))
+        self.model_version = f"{self.base_version}+{version}"
 
     # ---- users and histories ------------------------------------------------------------
     def _user(self, user: str, events=()) -> int:
