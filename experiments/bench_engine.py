@@ -43,6 +43,17 @@ fraction for the NumPy incremental reference (the same minimal algorithm). Polic
 other than LinUCB have no analytic count: their flops/bytes are XLA's
 (``flops_source`` says so).
 
+``--env ml100k`` (model-backed policies, :data:`rec_jax.online.large_model.VARIANTS`
+names such as ``neural_linear_ts``) runs the policy on an ``ml100k-sasrec``-shaped
+SASRec over the ML-100K simulator (users start from their real last L items; random
+weights unless ``--model-dir``, as throughput does not depend on them; the variant's
+engine mode unless ``--mode``). The engine keeps each stream's K/V ring and appends
+the new item (:mod:`rec_jax.policies.model_view_cache`); ``--compare-reencode`` also
+times, in the same process on the same start state, the path that re-encodes every
+window in ``act`` and ``update`` (``user_steps_per_s_reencode``, ``speedup_vs_reencode``,
+``reencode_*`` roofline keys). Their ``flops_per_step`` / ``bytes_per_step`` are both
+the minimal incremental step's (:func:`model_step_cost`), so the two fractions compare.
+
 ``--devices N`` sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before
 JAX is imported (it only affects the host platform, so it is harmless where an
 accelerator is present) and shards the streams over the first N devices.
@@ -77,7 +88,10 @@ class Config:
     dim: int = 16  # D feature width
     streams: int = 4096  # S user streams
     steps: int = 200  # T steps per stream
-    mode: Literal["per_stream", "shared"] = "per_stream"  # policy state per stream or one shared
+    mode: str | None = None  # "per_stream" | "shared"; default per_stream (linear), the variant's (ml100k)
+    env: Literal["linear", "ml100k"] = "linear"  # linear: fixed features; ml100k: a model-backed policy on SASRec
+    compare_reencode: bool = False  # ml100k: also time the path that re-encodes every window (same run)
+    model_dir: str | None = None  # ml100k: trained SASRec weights (train_sequential.py run); default random init
     devices: int = 1  # shard the streams over this many devices (host devices forced on CPU)
     numpy: bool = False  # also time the NumPy LinUCB references on the same problem
     stream_chunk: int | None = None  # run the streams this many at a time (default: all at once)
@@ -135,6 +149,60 @@ def linucb_step_cost(items: int, dim: int, mode: str = "per_stream", streams: in
     return float(flops), float(nbytes), how
 
 
+def model_step_cost(items: int, dim: int, max_len: int, layers: int, ff_dim: int, adapter_rank: int,
+                    mode: str, streams: int) -> tuple[float, float, str]:
+    """(flops, bytes, how) per user-step of the MINIMAL incremental NeuralLinear TS step.
+
+    One new item through the SASRec blocks (N = items, D = dim, L = max_len, F = ff_dim):
+    per layer the fused QKV 6D^2, attention over the ring 4LD, the output projection
+    2D^2 and the feed-forward 4DF; the adapter 4Dr; the scores of one posterior draw
+    x_n . theta = (h * theta) . e_n, 2ND + D; the top-1 N; the ridge update 2D^2 + 2D;
+    the per-step draw theta = mu + L z, 2D^2, once for all streams in shared mode (else
+    per stream). LayerNorms, GELU and the softmax are not counted. Bytes: the K/V ring
+    read (2 layers L D f32) and one slot written, the window int32[L]; the item table and
+    the shared posterior are one copy for all streams (cache-resident), not counted."""
+    n, d, length = items, dim, max_len
+    per_layer = 8 * d * d + 4 * length * d + 4 * d * ff_dim
+    draw = 2 * d * d / (streams if mode == "shared" else 1)
+    flops = layers * per_layer + 4 * d * adapter_rank + 2 * n * d + d + n + 2 * d * d + 2 * d + draw
+    nbytes = 4 * (2 * layers * length * d + 2 * layers * d) + 4 * length
+    how = ("analytic minimal incremental step: layers (8D^2 + 4LD + 4DF) + 4Dr + 2ND + D + N + 2D^2 + 2D "
+           "+ the draw 2D^2 (/ S shared)")
+    return float(flops), float(nbytes), how
+
+
+def _ml100k_problem(cfg: "Config", key):
+    """(policy, policy params, spec, engine mode, sim, env params, model config) of the
+    model-backed variant ``cfg.policy`` on the ML-100K simulator."""
+    import dataclasses as dc
+
+    from rec_jax.models import make_model
+    from rec_jax.online.large_model import VARIANTS, model_env, model_policy
+    from rec_jax.sim.recsys import ml100k_ground_truth
+    from rec_jax.train.config import get_preset, model_config
+
+    if cfg.policy not in VARIANTS:
+        raise ValueError(f"--env ml100k: --policy must be a model-backed variant, one of {', '.join(VARIANTS)}")
+    gt, seqs = ml100k_ground_truth()
+    if cfg.model_dir is not None:
+        from rec_jax.train.load import load_trained
+
+        model, encoder_params, train_config = load_trained(cfg.model_dir, seqs.num_items)
+    else:
+        train_config = get_preset("ml100k-sasrec")
+        model = make_model(train_config.model, model_config(train_config, seqs.num_items))
+        encoder_params = model.init(jax_random_key(cfg.seed + 1))
+    sim, env_params = model_env(seqs, gt, train_config.max_len, slate_size=1)
+    policy, params, spec, mode = model_policy(cfg.policy, model, encoder_params, seqs.num_items, 1, key)
+    return policy, params, spec, cfg.mode or mode, sim, env_params, dc.asdict(train_config)
+
+
+def jax_random_key(seed: int):
+    import jax
+
+    return jax.random.key(seed)
+
+
 # ----------------------------------------------------------------------------- engine
 
 
@@ -161,64 +229,87 @@ def main(cfg: Config) -> dict:
         raise ValueError(f"--devices {cfg.devices}: only {len(jax.devices())} devices present")
     num_chunks = cfg.streams // chunk
 
-    sim, env_params = make_env("linear", num_items=cfg.items, dim=cfg.dim, seed=cfg.seed)
-    spec = PolicySpec(num_items=cfg.items, feature_dim=cfg.dim)
-    policy, policy_params = make_policy(cfg.policy, spec)
-    if hasattr(policy_params, "alpha"):
-        policy_params = policy_params.replace(alpha=cfg.alpha)
+    if cfg.mode not in (None, "per_stream", "shared"):
+        raise ValueError(f"--mode: expected per_stream or shared, got {cfg.mode!r}")
+    if cfg.env == "ml100k":
+        if cfg.numpy:
+            raise ValueError("--numpy: the NumPy references implement LinUCB on --env linear")
+        policy, policy_params, spec, mode, sim, env_params, model_cfg = _ml100k_problem(cfg, jax.random.key(cfg.seed))
+        cfg = dataclasses.replace(cfg, mode=mode, items=spec.num_items, dim=spec.feature_dim)
+    else:
+        if cfg.compare_reencode:
+            raise ValueError("--compare-reencode: only for the model-backed policies of --env ml100k")
+        cfg = dataclasses.replace(cfg, mode=cfg.mode or "per_stream")
+        sim, env_params = make_env("linear", num_items=cfg.items, dim=cfg.dim, seed=cfg.seed)
+        spec = PolicySpec(num_items=cfg.items, feature_dim=cfg.dim)
+        policy, policy_params = make_policy(cfg.policy, spec)
+        if hasattr(policy_params, "alpha"):
+            policy_params = policy_params.replace(alpha=cfg.alpha)
     engine = make_run(EngineConfig(num_streams=chunk, mode=cfg.mode), policy, sim, spec=spec)
     engine.validate(policy_params, env_params)
     mesh = streams_mesh(jax.devices()[: cfg.devices]) if cfg.devices > 1 else None
 
-    init = jax.jit(engine.init_run)
+    def measure(engine):
+        """Compile and time ``engine`` on every stream chunk: its numbers as a dict."""
+        init = jax.jit(engine.init_run)
 
-    def chunk_fn(run_state):
-        # Only the reward total per stream leaves the jit; XLA drops the other metrics.
-        run_state, metrics = engine.run_chunk(run_state, cfg.steps)
-        return run_state, metrics["reward"].sum(axis=0)
+        def chunk_fn(run_state):
+            # Only the reward total per stream leaves the jit; XLA drops the other metrics.
+            run_state, metrics = engine.run_chunk(run_state, cfg.steps)
+            return run_state, metrics["reward"].sum(axis=0)
 
-    run_jit = jax.jit(chunk_fn, donate_argnums=0)
-    root = jax.random.key(cfg.seed)
+        run_jit = jax.jit(chunk_fn, donate_argnums=0)
+        root = jax.random.key(cfg.seed)
 
-    def make_state(c):
-        state = init(jax.random.fold_in(root, c), policy_params, env_params)
-        return shard_streams(state, mesh, cfg.mode) if mesh is not None else state
+        def make_state(c):
+            state = init(jax.random.fold_in(root, c), policy_params, env_params)
+            return shard_streams(state, mesh, cfg.mode) if mesh is not None else state
 
-    state0 = make_state(0)
-    jax.block_until_ready(state0)
-    # XLA's count of ONE engine step (a scan body is counted once, so not of the T-step scan).
-    xla_step = roofline.xla_cost(lambda rs: engine.run_chunk(rs, 1)[0], state0)
-    t0 = time.perf_counter()
-    compiled = run_jit.lower(state0).compile()
-    compile_s = time.perf_counter() - t0
-
-    # Per-stream bytes of the RunState (the obs included), and what the policy itself holds.
-    def nbytes(tree):
-        return sum(x.nbytes for x in jax.tree.leaves(tree) if hasattr(x, "nbytes") and x.ndim > 0)
-
-    per_stream_tree = (state0.env_state, state0.obs) + (() if cfg.mode == "shared" else (state0.policy_state,))
-    state_bytes_per_stream = nbytes(per_stream_tree) / chunk
-    raw_policy_bytes = nbytes(state0.policy_state) / (1 if cfg.mode == "shared" else chunk)
-
-    reward_sum, checksum, run_s = 0.0, 0.0, 0.0
-    thetas = []
-    for c in range(num_chunks):
-        state = state0 if c == 0 else make_state(c)
-        jax.block_until_ready(state)
-        if cfg.numpy and c == 0:
-            thetas.append(np.asarray(state.env_state.theta))
+        state0 = make_state(0)
+        jax.block_until_ready(state0)
+        # XLA's count of ONE engine step (a scan body is counted once, so not of the T-step scan).
+        xla_step = roofline.xla_cost(lambda rs: engine.run_chunk(rs, 1)[0], state0)
         t0 = time.perf_counter()
-        state, rewards = compiled(state)
-        jax.block_until_ready((state, rewards))
-        run_s += time.perf_counter() - t0
-        reward_sum += float(np.asarray(rewards, np.float64).sum())
-        leaves = jax.tree.leaves(state)
-        checksum += sum(
-            float(np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x,
-                             np.float64).sum())
-            for x in leaves
-        )
-        del state
+        compiled = run_jit.lower(state0).compile()
+        compile_s = time.perf_counter() - t0
+
+        # Per-stream bytes of the RunState (the obs included), and what the policy itself holds.
+        def nbytes(tree):
+            return sum(x.nbytes for x in jax.tree.leaves(tree) if hasattr(x, "nbytes") and x.ndim > 0)
+
+        per_stream_tree = (state0.env_state, state0.obs) + (() if cfg.mode == "shared" else (state0.policy_state,))
+        state_bytes_per_stream = nbytes(per_stream_tree) / chunk
+        raw_policy_bytes = nbytes(state0.policy_state) / (1 if cfg.mode == "shared" else chunk)
+
+        reward_sum, checksum, run_s = 0.0, 0.0, 0.0
+        thetas = []
+        for c in range(num_chunks):
+            state = state0 if c == 0 else make_state(c)
+            jax.block_until_ready(state)
+            if cfg.numpy and c == 0:
+                thetas.append(np.asarray(state.env_state.theta))
+            t0 = time.perf_counter()
+            state, rewards = compiled(state)
+            jax.block_until_ready((state, rewards))
+            run_s += time.perf_counter() - t0
+            reward_sum += float(np.asarray(rewards, np.float64).sum())
+            leaves = jax.tree.leaves(state)
+            checksum += sum(
+                float(np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x,
+                                 np.float64).sum())
+                for x in leaves
+            )
+            del state
+        return dict(run_s=run_s, compile_s=compile_s, reward_sum=reward_sum, checksum=checksum, xla_step=xla_step,
+                    state_bytes_per_stream=state_bytes_per_stream, raw_policy_bytes=raw_policy_bytes, thetas=thetas)
+
+    measured = measure(engine)
+    run_s, compile_s, reward_sum, checksum = (measured[k] for k in ("run_s", "compile_s", "reward_sum", "checksum"))
+    xla_step, thetas = measured["xla_step"], measured["thetas"]
+    state_bytes_per_stream, raw_policy_bytes = measured["state_bytes_per_stream"], measured["raw_policy_bytes"]
+    # The re-encoding path: the same policy without its view (act and update re-encode every window).
+    reencode = measure(make_run(EngineConfig(num_streams=chunk, mode=cfg.mode), policy._replace(view=None), sim,
+                                spec=spec)) if cfg.compare_reencode else None
     user_steps = cfg.streams * cfg.steps
     result = {
         "policy": cfg.policy,
@@ -241,13 +332,35 @@ def main(cfg: Config) -> dict:
     }
     xla_flops = None if xla_step["flops"] is None else xla_step["flops"] / chunk
     xla_bytes = None if xla_step["bytes"] is None else xla_step["bytes"] / chunk
-    if cfg.policy == "linucb":
+    if cfg.env == "linear" and cfg.policy == "linucb":
         flops, nbytes, how = linucb_step_cost(cfg.items, cfg.dim, cfg.mode, chunk)
+    elif cfg.env == "ml100k" and cfg.policy.startswith("neural_linear_ts"):
+        flops, nbytes, how = model_step_cost(cfg.items, cfg.dim, model_cfg["max_len"], model_cfg["num_layers"],
+                                             model_cfg["ff_dim"], int(policy_params.view["adapter"]["down"].shape[1]),
+                                             cfg.mode, chunk)
     else:  # no analytic count: XLA's count of what the implementation does
         flops, nbytes, how = xla_flops or 1.0, xla_bytes or 1.0, "xla cost_analysis of one engine step / streams"
     peaks = roofline.measure_peaks() if cfg.roofline else {"peak_gflop_s": None, "peak_gb_s": None}
     result.update(roofline.roofline_fields(result["user_steps_per_s"], flops, nbytes, how, peaks["peak_gflop_s"],
                                            peaks["peak_gb_s"], xla_flops, xla_bytes))
+    if cfg.env == "ml100k":
+        result.update(env="ml100k", max_len=model_cfg["max_len"], num_layers=model_cfg["num_layers"],
+                      model_dir=cfg.model_dir)
+    if reencode is not None:
+        re_rate = user_steps / reencode["run_s"]
+        re_flops = {k: None if reencode["xla_step"][k] is None else reencode["xla_step"][k] / chunk
+                    for k in ("flops", "bytes")}
+        re_fields = roofline.roofline_fields(re_rate, flops, nbytes, how, peaks["peak_gflop_s"], peaks["peak_gb_s"],
+                                             re_flops["flops"], re_flops["bytes"])
+        result.update({
+            "user_steps_per_s_reencode": re_rate,
+            "speedup_vs_reencode": result["user_steps_per_s"] / re_rate,
+            "compile_s_reencode": reencode["compile_s"],
+            "run_s_reencode": reencode["run_s"],
+            "final_reward_sum_reencode": reencode["reward_sum"],
+            **{f"reencode_{k}": re_fields[k] for k in ("xla_flops_per_step", "xla_bytes_per_step", "achieved_gflop_s",
+                                                        "achieved_gb_s", "roofline_fraction")},
+        })
 
     if cfg.numpy:
         if not cfg.policy.startswith("linucb"):

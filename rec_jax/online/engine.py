@@ -50,6 +50,7 @@ from rec_jax.online.obs_batching import abstract as _abstract
 from rec_jax.online.obs_batching import obs_axes as _obs_axes
 from rec_jax.online.obs_batching import one_stream as _one_stream
 from rec_jax.online.obs_batching import traced_once as _traced_once
+from rec_jax.online.obs_batching import vmapped_out_axes as _vmapped_out_axes
 from rec_jax.policies.base import Observation, Policy, PolicySpec
 from rec_jax.sim.base import Simulator
 
@@ -251,14 +252,13 @@ def make_run(
         obs_tm1 = rs.obs
         view = policy.view if rs.view_state is not None else None
         if view is not None:
-            # The model's view, once a step, shared by act and update: from the cached states,
-            # rebuilt first when the params they depend on changed since (an encoder update).
-            built_with = view.depends_on(rs.policy_params)
-            stale = jnp.logical_not(_tree_equal(built_with, rs.view_state.built_with))
-            vstates = jax.lax.cond(stale, lambda: _view_init(view, rs.policy_params, obs_tm1, o_axes),
-                                   lambda: rs.view_state.states)
-            seen = jax.vmap(view.observe, in_axes=(None, 0, o_axes))(rs.policy_params, vstates, obs_tm1)
-            seen_axes, acting, acting_params = 0, view.inner, view.inner_params(rs.policy_params)
+            # The model's view, once a step, shared by act and update, from the cached states
+            # (which run_chunk rebuilt if the params they depend on changed).
+            vstates = rs.view_state.states
+            # What depends on the params alone (the item table of factored features) stays one copy.
+            observe, seen_axes = _vmapped_out_axes(view.observe, (None, 0, o_axes), (rs.policy_params, vstates, obs_tm1))
+            seen = jax.vmap(observe, in_axes=(None, 0, o_axes), out_axes=seen_axes)(rs.policy_params, vstates, obs_tm1)
+            acting, acting_params = view.inner, view.inner_params(rs.policy_params)
         else:
             seen, seen_axes, acting, acting_params = obs_tm1, o_axes, policy, rs.policy_params
         action, info = jax.vmap(acting.act, in_axes=(0, policy_axis, seen_axes, None))(
@@ -279,9 +279,9 @@ def make_run(
             # (a miss) makes this step rebuild all of them (rare: one scalar cond, not a
             # per-stream select, which under vmap would run the rebuild every step).
             advanced, hit = jax.vmap(view.advance, in_axes=(None, 0, o_axes))(rs.policy_params, vstates, obs_t)
-            vstates = jax.lax.cond(jnp.all(hit), lambda: advanced,
-                                   lambda: _view_init(view, rs.policy_params, obs_t, o_axes))
-            view_state = ViewCache(states=vstates, built_with=built_with)
+            vstates = jax.lax.cond(jnp.all(hit), lambda s: s, lambda s: _view_init(view, rs.policy_params, obs_t, o_axes),
+                                   advanced)
+            view_state = rs.view_state.replace(states=vstates)
 
         metrics = {
             "reward": out.reward,
@@ -336,7 +336,10 @@ def make_run(
             if jax.tree.structure(one) == jax.tree.structure(jax.tree.map(lambda x: x[0], run_state.policy_state)):
                 active = variant
         body = functools.partial(step_fn, sim_step=sim_step, o_axes=o_axes, policy=active)
-        return jax.lax.scan(body, run_state.replace(obs=obs), None, length=num_steps)
+        run_state = run_state.replace(obs=obs)
+        if policy.view is not None and run_state.view_state is not None:
+            run_state = run_state.replace(view_state=_fresh_view(policy.view, run_state, o_axes))
+        return jax.lax.scan(body, run_state, None, length=num_steps)
 
     def run(key: jax.Array, policy_params: Any, env_params: Any, num_steps: int) -> tuple[RunState, dict]:
         """``init_run`` then ``run_chunk`` over ``num_steps`` (static) steps."""
@@ -348,6 +351,17 @@ def make_run(
         _call_validator(validate_env_params, env_params, "env params", sim=sim, slate_size=config.slate_size)
 
     return Run(init_run=init_run, run_chunk=run_chunk, run=run, validate=validate, config=config, spec=spec)
+
+
+def _fresh_view(view, rs: RunState, o_axes) -> ViewCache:
+    """``rs.view_state``, rebuilt from ``rs.obs`` when the params its states depend on changed
+    since they were built (an online encoder update between chunks; params do not change
+    within a chunk), else kept (a head or adapter update). One scalar cond per chunk."""
+    built_with = view.depends_on(rs.policy_params)
+    stale = jnp.logical_not(_tree_equal(built_with, rs.view_state.built_with))
+    states = jax.lax.cond(stale, lambda s: _view_init(view, rs.policy_params, rs.obs, o_axes), lambda s: s,
+                          rs.view_state.states)
+    return ViewCache(states=states, built_with=built_with)
 
 
 def _view_init(view, policy_params: Any, obs: Observation, o_axes) -> Any:

@@ -112,3 +112,34 @@ def _eqn_depends_on(eqn: Any, ins: list[bool]) -> list[bool]:
             and len(subs[0].outvars) == len(eqn.outvars)):
         return depends_on(subs[0], ins)  # a call: its body, input for input
     return everything
+
+
+def per_leaf_axes(axes: Any, tree: Any) -> list:
+    """The vmap axis (None or 0) of every leaf of ``tree`` for an ``in_axes`` entry ``axes``
+    (None, an int, or a pytree prefix of ``tree`` whose leaves are None / ints)."""
+    if axes is None or isinstance(axes, int):
+        return [axes] * len(jax.tree.leaves(tree))
+    treedef = jax.tree.structure(axes, is_leaf=lambda v: v is None)
+    out = []
+    for a, sub in zip(jax.tree.leaves(axes, is_leaf=lambda v: v is None), treedef.flatten_up_to(tree)):
+        out += [a] * len(jax.tree.leaves(sub))
+    return out
+
+
+def vmapped_out_axes(fn: Callable, in_axes: tuple, args: tuple) -> tuple[Callable, Any]:
+    """(``fn`` traced once for one stream, the axes of its outputs under ``vmap(fn, in_axes)``):
+    outputs that depend on unbatched inputs only come out unbatched (None), so a table
+    computed from the params alone is held once rather than copied per stream.
+    ``in_axes`` entries may be pytree prefixes of their args (unlike :func:`obs_axes`)."""
+    one = []
+    flags = []
+    for axes, arg in zip(in_axes, args):
+        leaf_axes = per_leaf_axes(axes, arg)
+        leaves, treedef = jax.tree.flatten(arg)
+        one.append(jax.tree.unflatten(treedef, [
+            one_stream(x) if a is not None else abstract(x) for x, a in zip(leaves, leaf_axes)]))
+        flags += [a is not None for a in leaf_axes]
+    traced, out_shape = traced_once(fn, *one)
+    out_batched = depends_on(traced.jaxpr.jaxpr, flags)
+    treedef = jax.tree.structure(out_shape)
+    return traced, jax.tree.unflatten(treedef, [0 if b else None for b in out_batched[: treedef.num_leaves]])

@@ -282,7 +282,9 @@ def gaussian_score_sampler(state: RidgeState, mu: jax.Array, scale, features: ja
     def draw(draw_key, num):
         z = jax.random.normal(draw_key, (d, num))
         theta = mu[:, None] + scale * jax.scipy.linalg.solve_triangular(chol, z, lower=True, trans="T")
-        return (features @ theta).T
+        from rec_jax.policies._factored import matmul
+
+        return matmul(features, theta).T  # features f32[N, D] or _factored.ScaledRows
 
     return draw
 

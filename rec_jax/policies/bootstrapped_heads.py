@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rec_jax.policies import _common, _ridge
+from rec_jax.policies import _common, _factored, _ridge
 from rec_jax.policies._slates import sampled_topk_slate
 from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import EXACT, Policy, PolicySpec
@@ -81,8 +81,7 @@ def make_bootstrapped_heads(spec: PolicySpec, num_heads: int = 8) -> Policy:
         return HeadsState(ridge=ridge, z=jax.random.normal(key, (num_heads, d), jnp.float32))
 
     def act(key, state, obs, params):
-        x = obs.features.astype(jnp.float32)
-        scores = head_means(state, params) @ x.T  # [M, N]
+        scores = _factored.scores_of(head_means(state, params), obs.features)  # [M, N]
         m = scores.shape[0]
 
         def heads_from_chosen(draw_key, num):
@@ -98,7 +97,7 @@ def make_bootstrapped_heads(spec: PolicySpec, num_heads: int = 8) -> Policy:
 
     def update(key, state, obs, action, reward, params):
         items, rewards = _common.as_slots(action, reward, k)
-        xs = obs.features.astype(jnp.float32)[items]  # [K, D]
+        xs = _factored.rows(obs.features, items)  # [K, D]
         m = state.z.shape[0]
         weights = jax.random.poisson(key, 1.0, (m, xs.shape[0])).astype(jnp.float32)  # [M, K]
         root = jnp.sqrt(weights)

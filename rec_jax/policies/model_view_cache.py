@@ -39,7 +39,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from rec_jax.policies.base import Observation, Policy, StreamView
-from rec_jax.policies.model_backed import adapt, item_view
+from rec_jax.policies._factored import ScaledRows
+from rec_jax.policies.model_backed import adapt, item_table, item_view
 
 
 @struct.dataclass
@@ -92,17 +93,37 @@ def make_model_view(policy: Policy, model, max_appends: int = 1) -> StreamView:
             item = new[jnp.clip(size - n + j, 0, size - 1)]  # the j-th new item, oldest first
             update, h_j = inc.append(encoder, state, jnp.maximum(item, 1))
             # Computed for every stream (vmap), kept where it happened.
-            state = jax.tree.map(lambda a, b: jnp.where(take, a, b), inc.write(state, update), state)
+            state = _write_if(inc, state, update, take)
             h = jnp.where(take, h_j, h)
         return ViewState(model_state=state, h=h, history=new, history_count=_count(obs)), hit
 
     def observe(params, vs: ViewState, obs: Observation) -> Observation:
-        scores, features = item_view(model, params.view, adapt(params.view, vs.h), obs.available.shape[-1])
-        return obs.replace(scores=scores, features=features)
+        # The features h * e_n as their two factors (the table shared by all streams):
+        # the linear policies never form the f32[N, D] array (rec_jax.policies._factored).
+        h = adapt(params.view, vs.h)
+        num_items = obs.available.shape[-1]
+        scores, _ = item_view(model, params.view, h, num_items)
+        return obs.replace(scores=scores, features=ScaledRows(scale=h, table=item_table(model, params.view, num_items)))
 
     return StreamView(init=init, advance=advance, observe=observe, inner=policy,
                       inner_params=lambda params: params.base,
                       depends_on=lambda params: params.view["encoder"])
+
+
+def _write_if(inc, state, update, take):
+    """``inc.write(state, update)`` where ``take``, else ``state``.
+
+    For the K/V ring only the one slot and the count are selected (selecting the whole
+    written ring would copy every stream's f32[layers, H, L, Dh] each step)."""
+    if inc.name != "sasrec":  # a GRU's state is its (small) hidden state
+        return jax.tree.map(lambda a, b: jnp.where(take, a, b), inc.write(state, update), state)
+    size = state.keys[0].shape[1]
+    slot = state.count % size
+    k, v = update  # f32[layers, H, Dh]
+    k = jnp.where(take, k, jnp.stack([kk[:, slot] for kk in state.keys]))
+    v = jnp.where(take, v, jnp.stack([vv[:, slot] for vv in state.values]))
+    written = inc.write(state, (k, v))
+    return written.replace(count=state.count + take.astype(jnp.int32))
 
 
 def _count(obs: Observation) -> jax.Array:

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rec_jax.policies import _common, _ridge
+from rec_jax.policies import _common, _factored, _ridge
 from rec_jax.policies._slates import epsilon_ranked_slate, sampled_topk_slate
 from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec
@@ -72,12 +72,12 @@ def _make(spec: PolicySpec, rule: str) -> Policy:
         return _ridge.init_ridge(spec.feature_dim)
 
     def act(key, state, obs, params):
-        x = obs.features.astype(jnp.float32)
+        x = obs.features  # f32[N, D] or _factored.ScaledRows (the engine's model view)
         state = _ridge.acting_state(state, params.reg)
         mu = posterior_mean(state, params.prior_mean)
         if rule == "ucb":
-            width = jnp.sqrt(jnp.maximum(_ridge.quadratic_forms(x, state.a_inv), 0.0))
-            scores = x @ mu + jnp.maximum(jnp.asarray(params.alpha, jnp.float32), 0.0) * width
+            width = jnp.sqrt(jnp.maximum(_factored.quadratic_forms(x, state.a_inv), 0.0))
+            scores = _factored.matmul(x, mu) + jnp.maximum(jnp.asarray(params.alpha, jnp.float32), 0.0) * width
             return epsilon_ranked_slate(key, scores, obs.available, 0.0, k)
         draw = _ridge.gaussian_score_sampler(state, mu, params.scale, x)
         return sampled_topk_slate(key, draw, obs.available, k, params.num_mc_samples)
@@ -85,7 +85,7 @@ def _make(spec: PolicySpec, rule: str) -> Policy:
     def update(key, state, obs, action, reward, params):
         del key
         items, rewards = _common.as_slots(action, reward, k)
-        xs = obs.features.astype(jnp.float32)[items]
+        xs = _factored.rows(obs.features, items)
         return _ridge.ridge_update(state, xs, rewards, params.reg, params.refactor_every)
 
     return Policy(init=init, act=act, update=update, merge=_ridge.ridge_merge)
