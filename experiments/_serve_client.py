@@ -32,6 +32,8 @@ class Tally:
     """What one phase saw."""
 
     rank_latency_s: list = dataclasses.field(default_factory=list)
+    rank_scheduled: list = dataclasses.field(default_factory=list)  # perf_counter() each cycle was scheduled at
+    error_at: list = dataclasses.field(default_factory=list)  # perf_counter() of each failed request
     rank_ok: int = 0
     reward_ok: int = 0
     errors: collections.Counter = dataclasses.field(default_factory=collections.Counter)
@@ -89,8 +91,10 @@ async def cycle(session, base: str, users: Users, user: int, scheduled: float, t
             status = response.status
         if status != 200:
             tally.errors[f"rank {status}"] += 1
+            tally.error_at.append(time.perf_counter())
             return
         tally.rank_latency_s.append(time.perf_counter() - scheduled)
+        tally.rank_scheduled.append(scheduled)
         tally.rank_ok += 1
         decision = orjson.loads(payload)
         rewards = users.clicks(user, decision["slate"])
@@ -105,8 +109,10 @@ async def cycle(session, base: str, users: Users, user: int, scheduled: float, t
             tally.acknowledged.append(decision["decision_id"])
         else:
             tally.errors[f"reward {status}"] += 1
+            tally.error_at.append(time.perf_counter())
     except Exception as err:  # noqa: BLE001 (a killed server: connection refused / reset, counted)
         tally.errors[type(err).__name__] += 1
+        tally.error_at.append(time.perf_counter())
     finally:
         users.idle.append(user)
 

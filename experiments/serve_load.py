@@ -17,6 +17,9 @@
    * closed loop to saturation: ``--concurrency`` workers back to back, each level for
      ``--closed-duration-s``; ``max_requests_per_s`` = the highest rank+reward rate
      whose rank p99 stayed under 100 ms;
+   * swap: an open-loop phase at ``--rate`` halfway through which a head learned from
+     the log so far (``rec_jax.serve.http.learner``) is published; errors after it and
+     the rank p99 in the 3 s after it against the p99 before it;
    * SIGKILL: an open-loop phase during which the service is killed with SIGKILL
      halfway and restarted on the same log; afterwards every acknowledged reward is
      looked up in the log (``rewards_lost`` = acknowledged but absent) and the
@@ -39,6 +42,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -69,6 +73,7 @@ class Config:
     duration_s: float = 0.0  # open-loop phase length (0: 20 s; quick: 8 s)
     concurrency: tuple[int, ...] = ()  # closed-loop worker counts tried (empty: 8 16 32 64 128; quick: 16 64)
     closed_duration_s: float = 0.0  # each closed-loop level (0: 10 s; quick: 5 s)
+    swap: bool = True  # a published head swapped in halfway through an open-loop phase at --rate
     kill: bool = True  # the SIGKILL-and-restart phase
     kill_duration_s: float = 0.0  # its open-loop length, killed halfway (0: 16 s; quick: 8 s)
     kill_rate: float = 300.0  # its rate (cycles/s)
@@ -126,10 +131,11 @@ def free_port() -> int:
 class ServiceProcess:
     """``python -m rec_jax.serve.http`` as a child process on 127.0.0.1."""
 
-    def __init__(self, model_dir: Path, db: Path, port: int, log_path: Path, slate_size: int, policy: str):
+    def __init__(self, model_dir: Path, db: Path, port: int, log_path: Path, slate_size: int, policy: str,
+                 publish_dir: Path):
         self.args = [sys.executable, "-m", "rec_jax.serve.http", "--model-dir", str(model_dir), "--db", str(db),
                      "--port", str(port), "--slate-size", str(slate_size), "--max-slate", str(slate_size),
-                     "--policy", policy]
+                     "--policy", policy, "--publish-dir", str(publish_dir)]
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
@@ -210,6 +216,57 @@ async def http_phases(service: ServiceProcess, users, settings: dict, log) -> di
     return out
 
 
+def staged_head(model_dir: Path, db: Path, work: Path):
+    """A head learned from the log so far (the learner's own update), staged for publishing."""
+    from rec_jax.serve.http.learner import Config as LearnerConfig
+    from rec_jax.serve.http.learner import main as learn
+    from rec_jax.serve.http.publish import latest_version, load_head
+    from rec_jax.serve.recommend import initial_head
+    from rec_jax.train.load import load_trained
+
+    staging = work / "staged"
+    shutil.rmtree(staging, ignore_errors=True)
+    learn(LearnerConfig(model_dir=str(model_dir), db=str(db), publish_dir=str(staging), once=True, min_clicks=1),
+          log=lambda line: None)
+    model, params, _ = load_trained(model_dir)
+    return load_head(staging, latest_version(staging), initial_head(model, params))
+
+
+async def swap_phase(service: ServiceProcess, users, settings: dict, publish: Path, head, log) -> dict:
+    """Open loop at --rate; halfway a new head is published; p99 around the swap vs before it."""
+    import aiohttp
+
+    from experiments._serve_client import open_loop
+    from rec_jax.serve.http.publish import publish_head
+
+    duration = settings["duration_s"]
+    state: dict = {}
+
+    def during(elapsed_s: float) -> None:
+        if "at" not in state and elapsed_s >= duration / 2:
+            state["at"] = time.perf_counter()
+            state["version"] = publish_head(publish, head, note={"by": "serve_load swap phase"})
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
+        tally = await open_loop(session, service.base, users, settings["rate"], duration, settings["slate_size"],
+                                during=during)
+    at = state["at"]
+    sched = np.asarray(tally.rank_scheduled)
+    lat = 1e3 * np.asarray(tally.rank_latency_s)
+    steady = lat[(sched < at - 0.5) & (sched > at - duration / 2 + 1.0)]
+    around = lat[(sched >= at) & (sched < at + 3.0)]  # the service looks for a new head every second
+    version = service.health()["model_version"]
+    out = {"swap_version": version, "swap_taken": version.endswith("+" + state["version"]),
+           "swap_errors": int(sum(1 for t in tally.error_at if t >= at)),
+           "swap_p99_steady_ms": float(np.percentile(steady, 99)) if len(steady) else float("nan"),
+           "swap_p99_around_ms": float(np.percentile(around, 99)) if len(around) else float("nan")}
+    out["swap_p99_ratio"] = out["swap_p99_around_ms"] / out["swap_p99_steady_ms"]
+    log(f"swap phase: published {state['version']} (now serving {version}); errors after it "
+        f"{out['swap_errors']}; p99 {out['swap_p99_steady_ms']:.1f} ms before, {out['swap_p99_around_ms']:.1f} ms "
+        f"in the 3 s after")
+    return out
+
+
 async def kill_phase(service: ServiceProcess, users, settings: dict, log) -> dict:
     import aiohttp
 
@@ -261,7 +318,7 @@ def ope_check(model_dir: Path, work: Path, settings: dict, log) -> dict:
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         users, _ = simulated_users(settings["seed"], settings["slate_size"])  # the same users, events, order
         service = ServiceProcess(model_dir, db, free_port(), work / f"service_ope_{policy}.log",
-                                 settings["slate_size"], policy)
+                                 settings["slate_size"], policy, work / f"publish_ope_{policy}")
         try:
             service.start()
 
@@ -359,10 +416,12 @@ def main(cfg: Config, log=print) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     users, seqs = simulated_users(cfg.seed, cfg.slate_size)
     model_dir = Path(cfg.model_dir) if cfg.model_dir else random_model_dir(work / "model", seqs.num_items, cfg.seed)
+    publish = work / "publish"  # heads published during this run (never the model folder's own)
+    shutil.rmtree(publish, ignore_errors=True)
     db = work / "decisions.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    service = ServiceProcess(model_dir, db, free_port(), work / "service.log", cfg.slate_size, cfg.policy)
+    service = ServiceProcess(model_dir, db, free_port(), work / "service.log", cfg.slate_size, cfg.policy, publish)
     result: dict = {"cpu_model": cpu_model(), "model": str(model_dir) if cfg.model_dir else "random-init ml100k-sasrec",
                     "rate_offered": settings["rate"], "slate_size": cfg.slate_size, "policy": cfg.policy}
     acknowledged: list = []
@@ -378,6 +437,9 @@ def main(cfg: Config, log=print) -> dict:
             result["closed_loop"] = phases["closed"]
             under = [s["requests_per_s"] for s in phases["closed"] if s["rank_p99_ms"] < P99_LIMIT_MS]
             result["max_requests_per_s"] = max(under) if under else float("nan")
+            if cfg.swap:
+                head = staged_head(model_dir, db, work)
+                result["swap"] = asyncio.run(swap_phase(service, users, settings, publish, head, log))
             if cfg.kill:
                 killed = asyncio.run(kill_phase(service, users, settings, log))
                 acknowledged += killed.pop("acknowledged")

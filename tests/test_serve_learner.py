@@ -109,3 +109,22 @@ def test_a_publication_cut_short_leaves_the_last_good_version(tmp_path):
     bad = Head(table=np.ones((5, 2), np.float32), bias=np.zeros(5, np.float32))
     with pytest.raises(ValueError, match="shapes"):
         load_head(tmp_path, "v0001", bad)
+
+
+def test_swapping_a_published_head_recompiles_nothing(tmp_path):
+    from rec_jax.serve.http.ranker import Ranker, RankerConfig, RankRequest
+
+    model = make_model("sasrec", model_config(get_preset("tiny-sasrec"), N))
+    params = model.init(jax.random.key(1))
+    ranker = Ranker(model, params, RankerConfig(buckets=(4,), max_slate=3, capacity=4), jax.random.key(0),
+                    model_version="t")
+    ranker.warmup()
+    compute, commit = ranker.policies["epsilon_greedy"][2].compiled
+    sizes = (compute._cache_size(), commit._cache_size())
+    start = initial_head(model, params)
+    publish_head(tmp_path, Head(table=np.asarray(start.table) + 0.1, bias=np.ones(N + 1, np.float32)))
+    ranker.swap_head(load_head(tmp_path, "v0001", start), "v0001")
+    out = ranker.rank([RankRequest(user="a", events=(3,), slate_size=3)])
+    assert out[0].slate and ranker.model_version == "t+v0001"
+    assert (compute._cache_size(), commit._cache_size()) == sizes  # same placement: the same executables
+    np.testing.assert_allclose(np.asarray(ranker.head.bias), 1.0)

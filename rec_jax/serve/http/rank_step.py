@@ -76,4 +76,5 @@ def make_rank_step(inc, policy, *, num_items: int, slate_size: int, fast_epsilon
                                                  event_ids, available)
         return slate, propensity, greedy, commit(store, slots, count, new)
 
+    step.compiled = (compute, commit)  # the jitted parts (tests count their compilations)
     return step

@@ -91,7 +91,12 @@ class Ranker:
                  histories: dict[str, list[int]] | None = None):
         if not cfg.policies:
             raise ValueError("RankerConfig.policies: expected at least one policy")
-        self.model, self.params, self.cfg, self.key = model, params, cfg, key
+        # Everything the jitted steps take is committed to one device, as their outputs are:
+        # an argument placed differently (committed or not) is a new jit cache key, i.e. a
+        # recompilation of every step on the first real batch or after a head swap.
+        self.device = jax.devices()[0]
+        self.model, self.cfg = model, cfg
+        self.params, self.key = jax.device_put(params, self.device), jax.device_put(key, self.device)
         self.base_version = self.model_version = model_version
         self.num_items = n = model.config.num_items
         if cfg.max_slate * 2 > n:
@@ -100,7 +105,7 @@ class Ranker:
         self.max_rows = self.buckets[-1]
         self.inc = make_incremental(model)
         self.window = self.inc.rebuild_len or model.config.max_len
-        self.head = initial_head(model, params)
+        self.head = jax.device_put(initial_head(model, params), self.device)
         self.policies: dict[str, tuple[Any, Any, Any]] = {}
         for name in cfg.policies:
             server_cfg = _ServerPolicyConfig(policy=name, epsilon=cfg.epsilon, temperature=cfg.temperature)
@@ -112,7 +117,7 @@ class Ranker:
         self.versions: dict[str, str] = {}
         self.rebuild_rows = make_rebuild_rows(self.inc)
         self.table = SlotTable(cfg.capacity, scratch=self.max_rows, policy="lru")
-        self.store = init_store(self.inc, self.table.num_rows, model.config.dim)
+        self.store = jax.device_put(init_store(self.inc, self.table.num_rows, model.config.dim), self.device)
         self.user_ids: dict[str, int] = {}
         self.history = HistoryStore(0, initial_capacity=self.window + 64)
         self.in_state = np.zeros(0, np.int64)  # history items already folded into the cached state
@@ -124,9 +129,9 @@ class Ranker:
         """Serve with ``head`` (a published :class:`rec_jax.serve.recommend.Head`) from the
         next batch on; the model version becomes ``<base>+<version>``. Cached user states
         stay valid: the encoder is unchanged."""
-        import jax.numpy as jnp
-
-        self.head = type(self.head)(table=jnp.asarray(head.table, jnp.float32), bias=jnp.asarray(head.bias, jnp.float32))
+        # placed like the head in force (measured: an uncommitted bias meant a 5 s recompilation)
+        self.head = jax.tree.map(lambda new, old: jax.device_put(np.asarray(new, old.dtype), old.sharding),
+                                 type(self.head)(table=head.table, bias=head.bias), self.head)
         self.model_version = f"{self.base_version}+{version}"
 
     # ---- users and histories ------------------------------------------------------------
