@@ -53,6 +53,11 @@ times, in the same process on the same start state, the path that re-encodes eve
 window in ``act`` and ``update`` (``user_steps_per_s_reencode``, ``speedup_vs_reencode``,
 ``reencode_*`` roofline keys). Their ``flops_per_step`` / ``bytes_per_step`` are both
 the minimal incremental step's (:func:`model_step_cost`), so the two fractions compare.
+XLA's count of the incremental step (``xla_flops_per_step``) includes the rebuild branches
+of its two conditionals (a changed encoder, a cache miss: a full re-encode of every
+stream), which a run on the recsys env never takes; it is an upper bound, not the work done.
+The speedup has three parts: the appended item instead of the re-encoded window, one
+view a step, and the features kept as (h, shared item table) instead of f32[S, N, D].
 
 ``--devices N`` sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before
 JAX is imported (it only affects the host platform, so it is harmless where an

@@ -212,3 +212,46 @@ def test_resume_is_bit_identical_with_the_cache(model, tmp_path):
                     strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(full["reward"], resumed["reward"])
+
+
+SHARDED_SCRIPT = """
+import jax, jax.numpy as jnp, numpy as np
+from rec_jax.models import make_model
+from rec_jax.models.sasrec import SASRecConfig
+from rec_jax.online import EngineConfig, make_run, shard_streams, streams_mesh
+from rec_jax.online.large_model import model_policy
+from rec_jax.sim.ground_truth import synthetic_ground_truth
+from rec_jax.sim.recsys import make_recsys_env
+
+assert len(jax.devices()) == 4, jax.devices()
+N, U, L = 12, 6, 5
+gt = synthetic_ground_truth(jax.random.key(0), U, N, 3)
+hist = np.tile(np.arange(1, L + 1, dtype=np.int32), (U, 1))
+sim, ep = make_recsys_env(gt, slate_size=1, history_len=L, initial_history=hist, observe_history=True)
+model = make_model("sasrec", SASRecConfig(num_items=N, max_len=L, dim=8, num_layers=2, num_heads=2, ff_dim=16))
+policy, pp, spec, _ = model_policy("neural_linear_ts", model, model.init(jax.random.key(1)), N, 1, jax.random.key(2))
+for mode in ("per_stream", "shared"):
+    run = make_run(EngineConfig(num_streams=8, mode=mode, log_tuples=True, log_context="none"), policy, sim, spec=spec)
+    chunk = jax.jit(run.run_chunk, static_argnums=1)
+    state0 = jax.jit(run.init_run)(jax.random.key(5), pp, ep)
+    plain_state, plain = chunk(state0, 2 * L)
+    sharded0 = shard_streams(state0, streams_mesh(), mode)
+    assert len(sharded0.view_state.states.h.sharding.device_set) == 4
+    sharded_state, sharded = chunk(sharded0, 2 * L)
+    np.testing.assert_array_equal(plain["log"]["action"], sharded["log"]["action"])
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(sharded)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(plain_state.view_state.states.h, sharded_state.view_state.states.h, rtol=1e-5, atol=1e-5)
+print("SHARDING_OK")
+"""
+
+
+@pytest.mark.slow
+def test_sharded_streams_with_the_cache_equal_unsharded():
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0 and "SHARDING_OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
