@@ -255,3 +255,26 @@ def test_sharded_streams_with_the_cache_equal_unsharded():
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
     proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0 and "SHARDING_OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_gru_view_equals_reencoding_up_to_L_and_the_whole_stream_beyond():
+    from rec_jax.models.gru4rec import GRU4RecConfig
+    from rec_jax.serve import make_incremental
+
+    m = make_model("gru4rec", GRU4RecConfig(num_items=N, dim=8, hidden_dim=8, num_layers=1, max_len=L))
+    params = m.init(jax.random.key(0))
+    policy, pp, _, _ = model_policy("neural_linear_ts", m, params, N, 1, jax.random.key(2))
+    advance, observe = jax.jit(policy.view.advance), jax.jit(policy.view.observe)
+    seq = list(np.random.default_rng(3).integers(1, N + 1, 2 * L))
+    vs = policy.view.init(pp, _obs(_left_pad([]), 0))
+    for t in range(1, len(seq) + 1):
+        obs = _obs(_left_pad(seq[:t]), t)
+        vs, hit = advance(pp, vs, obs)
+        assert bool(hit)
+        if t <= L:
+            want = model_observation(m, pp.view, obs).scores
+        else:  # the recurrent state over the whole stream (the GRU has no window)
+            _, h = make_incremental(m).rebuild(params, jnp.asarray(seq[:t], jnp.int32), jnp.int32(t))
+            want = item_view(m, pp.view, adapt(pp.view, h), N)[0]
+        np.testing.assert_allclose(observe(pp, vs, obs).scores, want, rtol=1e-4, atol=1e-5)
