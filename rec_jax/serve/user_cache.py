@@ -183,3 +183,15 @@ def make_rebuild_rows(inc):
         return jax.tree.map(lambda s, n: s.at[slots].set(n), store, new)
 
     return jax.jit(rebuild_rows, donate_argnums=1)
+
+
+def make_reset_rows(inc):
+    """Jitted ``reset_rows(store, slots int32[m]) -> store``: rows ``slots`` set to the empty
+    state (a user with no history yet) and user vector 0; cheaper than a rebuild."""
+
+    def reset_rows(store, slots):
+        empty = {"state": inc.empty_state(), "h": jnp.zeros(store["h"].shape[1:], store["h"].dtype)}
+        return jax.tree.map(lambda s, e: s.at[slots].set(jnp.broadcast_to(e, (slots.shape[0],) + e.shape)),
+                            store, empty)
+
+    return jax.jit(reset_rows, donate_argnums=0)

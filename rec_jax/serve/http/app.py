@@ -120,7 +120,8 @@ class Service:
         self.ranker.warmup()
         self.log.set_meta("model_version", self.ranker.model_version).result()
         self.metrics = ServiceMetrics(self.ranker.model_version, queue_depth=lambda: self.batcher.depth,
-                                      log_counts=lambda: (self.log.commits, self.log.jobs_committed))
+                                      log_counts=lambda: (self.log.commits, self.log.jobs_committed),
+                                      rebuilt=lambda: self.ranker.rebuilt_rows)
         self.batcher = Batcher(self.ranker, self.log, loop, BatcherConfig(queue_size=cfg.queue_size, ttl_s=cfg.ttl_s),
                                self.metrics, reload=self.reload if self.publish_dir else None, reload_s=cfg.reload_s)
         self.previous_version = previous

@@ -7,6 +7,7 @@
 * ``rec_jax_micro_batch_size``            histogram of rows per rank step
 * ``rec_jax_rank_step_seconds``           histogram of the model step alone
 * ``rec_jax_cache_hit_ratio``             user states found in the on-device cache
+* ``rec_jax_rebuilt_rows_total``          user states rebuilt from history (misses, long absences)
 * ``rec_jax_queue_depth``                 rank requests waiting for a batch
 * ``rec_jax_model_info{version}``         1 for the model version in force
 * ``rec_jax_log_commits_total``, ``rec_jax_log_jobs_committed_total``  group commits
@@ -28,7 +29,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 class ServiceMetrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, model_version: str, queue_depth=lambda: 0, log_counts=lambda: (0, 0)):
+    def __init__(self, model_version: str, queue_depth=lambda: 0, log_counts=lambda: (0, 0), rebuilt=lambda: 0):
         self.registry = r = CollectorRegistry()
         self.latency = Histogram("rec_jax_request_seconds", "request latency", ["endpoint"], registry=r,
                                  buckets=LATENCY_BUCKETS)
@@ -40,6 +41,8 @@ class ServiceMetrics:
         self.step_s = Histogram("rec_jax_rank_step_seconds", "model step per micro-batch", registry=r,
                                 buckets=LATENCY_BUCKETS)
         self.hit_rate = Gauge("rec_jax_cache_hit_ratio", "user states found in the cache", registry=r)
+        self.rebuilt = Gauge("rec_jax_rebuilt_rows_total", "user states rebuilt from history", registry=r)
+        self.rebuilt.set_function(rebuilt)
         self.queue = Gauge("rec_jax_queue_depth", "rank requests waiting for a batch", registry=r)
         self.queue.set_function(queue_depth)
         self.model = Gauge("rec_jax_model_info", "the model version in force", ["version"], registry=r)

@@ -35,7 +35,7 @@ from rec_jax.serve.http.rank_step import make_rank_step
 from rec_jax.serve.incremental import make_incremental
 from rec_jax.serve.recommend import initial_head
 from rec_jax.serve.server import _bucket, policy_and_params, rebuild_buckets
-from rec_jax.serve.user_cache import HistoryStore, SlotTable, init_store, make_rebuild_rows
+from rec_jax.serve.user_cache import HistoryStore, SlotTable, init_store, make_rebuild_rows, make_reset_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,12 +116,14 @@ class Ranker:
         self.default_policy = cfg.policies[0]
         self.versions: dict[str, str] = {}
         self.rebuild_rows = make_rebuild_rows(self.inc)
+        self.reset_rows = make_reset_rows(self.inc)
         self.table = SlotTable(cfg.capacity, scratch=self.max_rows, policy="lru")
         self.store = jax.device_put(init_store(self.inc, self.table.num_rows, model.config.dim), self.device)
         self.user_ids: dict[str, int] = {}
         self.history = HistoryStore(0, initial_capacity=self.window + 64)
         self.in_state = np.zeros(0, np.int64)  # history items already folded into the cached state
         self.next_event = 0
+        self.rebuilt_rows = 0  # states rebuilt from history (cache misses, more than ``fold`` new items)
         for user, items in (histories or {}).items():
             self._user(user, items)
 
@@ -172,6 +174,8 @@ class Ranker:
         for m in rebuild_buckets(self.max_rows) if self.inc.rebuild_len else ():  # recurrent: widths vary
             self.store = self.rebuild_rows(self.params, self.store, np.full(m, trash, np.int32),
                                            np.zeros((m, self.window), np.int32), np.zeros(m, np.int32))
+        for rows in self.buckets:
+            self.store = self.reset_rows(self.store, np.full(rows, trash, np.int32))
         for name in self.policies:
             for rows in self.buckets:
                 self._step(name, np.full(rows, trash, np.int32), np.ones((rows, self.cfg.fold), np.int32),
@@ -218,7 +222,13 @@ class Ranker:
         slots, miss = self.table.assign(uids)
         lengths = self.history.lengths[uids]
         new = lengths - self.in_state[uids]
-        rebuild = miss | (new > self.cfg.fold)
+        # A state is rebuilt from history only when it must be: a user with at most `fold`
+        # items in all (a new user) starts from the empty state and folds them in the step.
+        fresh = miss & (lengths <= self.cfg.fold)
+        rebuild = (miss & ~fresh) | (new > self.cfg.fold)
+        if fresh.any():
+            self.store = self.reset_rows(self.store, self._padded(slots[fresh]))
+            new = np.where(fresh, lengths, new)
         if rebuild.any():
             self._rebuild(uids[rebuild], slots[rebuild])
         count = np.where(rebuild, 0, new)
@@ -266,7 +276,15 @@ class Ranker:
         allowed[:, 0] = False
         return allowed
 
+    def _padded(self, slots) -> np.ndarray:
+        """int32[bucket]: ``slots`` padded with the trash row to a compiled bucket size."""
+        size = next(b for b in self.buckets if b >= len(slots))
+        out = np.full(size, self.table.trash_row, np.int32)
+        out[: len(slots)] = slots
+        return out
+
     def _rebuild(self, uids, slots) -> None:
+        self.rebuilt_rows += len(uids)
         m = _bucket(len(uids), self.max_rows)
         for start in range(0, len(uids), m):
             part, part_slots = uids[start:start + m], slots[start:start + m]
