@@ -4,6 +4,8 @@ serving module's one banded pass (``sasrec_kv.rebuild``) beyond L, the re-encodi
 engine path, the view rebuilt with new encoder params, and the uninterrupted run."""
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,7 +55,7 @@ def _obs(hist, count=None):
                        history_count=None if count is None else jnp.int32(count))
 
 
-@pytest.mark.parametrize("per_step", [1, 2])
+@pytest.mark.parametrize("per_step", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_scores_equal_reencoding_up_to_L_and_the_streaming_pass_beyond(model, per_step):
     m, params = model
     policy, pp, _, _ = model_policy("neural_linear_ucb", m, params, N, per_step, jax.random.key(2))
@@ -85,7 +87,7 @@ def test_scores_equal_reencoding_up_to_L_and_the_streaming_pass_beyond(model, pe
 def test_advance_misses_what_a_shift_cannot_explain(model):
     m, params = model
     policy, pp, _, _ = model_policy("neural_linear_ucb", m, params, N, 1, jax.random.key(2))
-    view = policy.view
+    view = policy.view._replace(init=jax.jit(policy.view.init), advance=jax.jit(policy.view.advance))
     vs = view.init(pp, _obs([0, 0, 3, 4, 5]))
     assert bool(view.advance(pp, vs, _obs([0, 0, 3, 4, 5]))[1])  # nothing new
     assert bool(view.advance(pp, vs, _obs([0, 3, 4, 5, 6]))[1])  # one click
@@ -133,10 +135,12 @@ def test_engine_with_the_cache_equals_reencoding_while_histories_fit(model, vari
         _metrics_close(out["cached", mode], out["reencode", mode])
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _init_all(view, params, obs):
     return jax.vmap(lambda h, c: view.init(params, _obs(h, c)))(obs.history, obs.history_count)
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _advance_all(view, params, states, obs):
     return jax.vmap(lambda s, h, c: view.advance(params, s, _obs(h, c)))(states, obs.history, obs.history_count)
 
@@ -278,3 +282,17 @@ def test_gru_view_equals_reencoding_up_to_L_and_the_whole_stream_beyond():
             _, h = make_incremental(m).rebuild(params, jnp.asarray(seq[:t], jnp.int32), jnp.int32(t))
             want = item_view(m, pp.view, adapt(pp.view, h), N)[0]
         np.testing.assert_allclose(observe(pp, vs, obs).scores, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_runs_vmapped_over_seeds_equal_each_seed_alone(model):
+    m, params = model
+    hist = np.tile(np.arange(1, L + 1, dtype=np.int32), (U, 1))
+    sim, ep = _env(2, hist)
+    policy, pp, spec, _ = model_policy("neural_linear_ts", m, params, N, 2, jax.random.key(2))
+    run = make_run(EngineConfig(num_streams=S, slate_size=2, mode="shared"), policy, sim, spec=spec)
+    keys = jax.random.split(jax.random.key(7), 3)
+    run_seed = lambda k: run.run(k, pp, ep, 2 * L)[1]["reward"]
+    together = jax.jit(jax.vmap(run_seed))(keys)
+    alone = [jax.jit(run_seed)(k) for k in keys]
+    np.testing.assert_array_equal(np.asarray(together), np.stack(alone))

@@ -51,6 +51,7 @@ from rec_jax.online.obs_batching import obs_axes as _obs_axes
 from rec_jax.online.obs_batching import one_stream as _one_stream
 from rec_jax.online.obs_batching import traced_once as _traced_once
 from rec_jax.online.obs_batching import vmapped_out_axes as _vmapped_out_axes
+from rec_jax.online.rare_cond import when_any
 from rec_jax.policies.base import Observation, Policy, PolicySpec
 from rec_jax.sim.base import Simulator
 
@@ -275,12 +276,18 @@ def make_run(
         policy_state = acting.merge(rs.policy_state, new_policy_states) if shared else new_policy_states
         view_state = rs.view_state
         if view is not None:
-            # Append what entered each history; any stream the cheap path cannot explain
-            # (a miss) makes this step rebuild all of them (rare: one scalar cond, not a
-            # per-stream select, which under vmap would run the rebuild every step).
+            # Append what entered each history; a stream the cheap path cannot explain (a
+            # miss) is rebuilt from its window. The rebuild runs only in a step with a miss
+            # (a real branch, also under vmap over seeds: rare_cond), and then only the
+            # missed streams take it.
             advanced, hit = jax.vmap(view.advance, in_axes=(None, 0, o_axes))(rs.policy_params, vstates, obs_t)
-            vstates = jax.lax.cond(jnp.all(hit), lambda s: s, lambda s: _view_init(view, rs.policy_params, obs_t, o_axes),
-                                   advanced)
+
+            def repair(ops):
+                params, states, ok, obs = ops
+                return _select_streams(ok, states, _view_init(view, params, obs, o_axes))
+
+            vstates = when_any(jnp.logical_not(jnp.all(hit)), repair, lambda ops: ops[1],
+                               (rs.policy_params, advanced, hit, obs_t))
             view_state = rs.view_state.replace(states=vstates)
 
         metrics = {
@@ -359,9 +366,19 @@ def _fresh_view(view, rs: RunState, o_axes) -> ViewCache:
     within a chunk), else kept (a head or adapter update). One scalar cond per chunk."""
     built_with = view.depends_on(rs.policy_params)
     stale = jnp.logical_not(_tree_equal(built_with, rs.view_state.built_with))
-    states = jax.lax.cond(stale, lambda s: _view_init(view, rs.policy_params, rs.obs, o_axes), lambda s: s,
-                          rs.view_state.states)
+
+    def repair(ops):
+        params, states, obs, redo = ops
+        # `redo` again: under vmap over seeds the branch runs when ANY seed is stale
+        return jax.tree.map(lambda s, r: jnp.where(redo, r, s), states, _view_init(view, params, obs, o_axes))
+
+    states = when_any(stale, repair, lambda ops: ops[1], (rs.policy_params, rs.view_state.states, rs.obs, stale))
     return ViewCache(states=states, built_with=built_with)
+
+
+def _select_streams(keep: jax.Array, kept: Any, other: Any) -> Any:
+    """Per stream (leading axis of bool[S] ``keep``): ``kept``'s leaves where keep, else ``other``'s."""
+    return jax.tree.map(lambda a, b: jnp.where(keep.reshape(keep.shape + (1,) * (a.ndim - 1)), a, b), kept, other)
 
 
 def _view_init(view, policy_params: Any, obs: Observation, o_axes) -> Any:
