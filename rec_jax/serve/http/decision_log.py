@@ -54,7 +54,8 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS rewards(decision_id TEXT PRIMARY KEY REFERENCES decisions(id), "
     "rewards TEXT NOT NULL, received REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS decisions_by_user ON decisions(user, created)",
+    # no secondary index: each would be one more page written per commit; the only
+    # per-user query (last_histories, at start-up) scans the table once
 )
 SYNC_MODES = ("normal", "full")
 MAX_JOBS_PER_COMMIT = 4096  # bounds one transaction (and the latency of the first job in it)
