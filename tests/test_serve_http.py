@@ -17,7 +17,8 @@ pytestmark = pytest.mark.xdist_group("serve_http")  # one worker compiles the ti
 
 N, L, K = 30, 6, 3
 MODEL = make_model("sasrec", SASRecConfig(num_items=N, max_len=L, dim=8, num_layers=1, num_heads=1, ff_dim=16))
-PARAMS = MODEL.init(jax.random.key(0))
+PARAMS = jax.jit(MODEL.init)(jax.random.key(0))  # (eager flax compiles op by op: slow)
+SCORES = jax.jit(lambda params, windows: MODEL.score(params, MODEL.encode(params, windows)))
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,7 @@ def _greedy_reference(window, exclude, k):
     """Top-k of the model's scores for a full re-encode of ``window`` (at most L items; seen excluded)."""
     padded = np.zeros((1, L), np.int32)
     padded[0, L - len(window):] = window
-    scores = np.asarray(MODEL.score(PARAMS, MODEL.encode(PARAMS, padded)))[0].astype(np.float64)
+    scores = np.asarray(SCORES(PARAMS, padded))[0].astype(np.float64)
     scores[0] = -np.inf
     scores[list(exclude)] = -np.inf
     return np.argsort(-scores, kind="stable")[:k].tolist()

@@ -25,7 +25,7 @@ def run_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
     config = get_preset("tiny-sasrec")
     model = make_model(config.model, model_config(config, N))
-    checkpoint.save(folder / "checkpoints", 0, {"best_params": model.init(jax.random.key(0))})
+    checkpoint.save(folder / "checkpoints", 0, {"best_params": jax.jit(model.init)(jax.random.key(0))})
     runs.write_config(folder, config)
     return folder, model, config
 
@@ -47,7 +47,7 @@ def _reference(model, params, head, pairs, steps, lr):
     windows = np.zeros((len(pairs), L), np.int32)
     for i, (context, _) in enumerate(pairs):
         windows[i, L - len(context):] = context
-    h = model.encode(params, jnp.asarray(windows))
+    h = jax.jit(model.encode)(params, jnp.asarray(windows))  # (eager flax compiles op by op: slow)
     items = jnp.asarray([item for _, item in pairs])
 
     def loss(hd):
@@ -56,11 +56,15 @@ def _reference(model, params, head, pairs, steps, lr):
         return jnp.mean(jax.nn.logsumexp(logits, axis=1) - logits[jnp.arange(len(pairs)), items])
 
     tx = optax.adam(lr)
+
+    @jax.jit
+    def step(head, state):
+        updates, state = tx.update(jax.grad(loss)(head), state, head)
+        return optax.apply_updates(head, updates), state
+
     state = tx.init(head)
     for _ in range(steps):
-        grads = jax.grad(loss)(head)
-        updates, state = tx.update(grads, state, head)
-        head = optax.apply_updates(head, updates)
+        head, state = step(head, state)
     return head
 
 
@@ -115,7 +119,7 @@ def test_swapping_a_published_head_recompiles_nothing(tmp_path):
     from rec_jax.serve.http.ranker import Ranker, RankerConfig, RankRequest
 
     model = make_model("sasrec", model_config(get_preset("tiny-sasrec"), N))
-    params = model.init(jax.random.key(1))
+    params = jax.jit(model.init)(jax.random.key(1))
     ranker = Ranker(model, params, RankerConfig(buckets=(4,), max_slate=3, capacity=4), jax.random.key(0),
                     model_version="t")
     ranker.warmup()

@@ -18,6 +18,7 @@ the last good version. Only the head learns: every cached user state stays exact
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from pathlib import Path
@@ -68,18 +69,41 @@ def new_clicks(db: str | Path, since: float, limit: int):
     return contexts, np.asarray(lengths, np.int64), np.asarray(items, np.int64), newest
 
 
-def user_vectors(inc, params, contexts, lengths) -> np.ndarray:
-    """f32[m, D]: the user vector each context gives (``inc.rebuild``, tails left-padded)."""
+@functools.lru_cache(maxsize=8)
+def _batched_rebuild(name: str, config):
+    """jit(vmap(rebuild)) of the model ``name`` with ``config``, built once per process."""
     import jax
+
+    from rec_jax.models import make_model
+    from rec_jax.serve.incremental import make_incremental
+
+    inc = make_incremental(make_model(name, config))
+    return jax.jit(jax.vmap(inc.rebuild, in_axes=(None, 0, 0))), inc.rebuild_len
+
+
+@functools.lru_cache(maxsize=8)
+def _updater(num_items: int, learning_rate: float, steps: int):
+    from rec_jax.serve.online import make_head_updater
+
+    return make_head_updater(num_items, learning_rate, steps)
+
+
+def user_vectors(model, params, contexts, lengths) -> np.ndarray:
+    """f32[m, D]: the user vector each context gives (the incremental model's rebuild,
+    tails left-padded; rows padded to a power of two so few shapes compile)."""
     import jax.numpy as jnp
 
-    width = inc.rebuild_len or max(len(c) for c in contexts)
-    tails = np.zeros((len(contexts), width), np.int32)
+    rebuild, width = _batched_rebuild(model.name, model.config)
+    width = width or max(len(c) for c in contexts)
+    m = len(contexts)
+    rows = 1 << max(0, (m - 1).bit_length())
+    tails = np.zeros((rows, width), np.int32)
+    counts = np.zeros(rows, np.int32)
     for i, c in enumerate(contexts):
         c = c[-width:]
         tails[i, width - len(c):] = c
-    rebuild = jax.jit(jax.vmap(inc.rebuild, in_axes=(None, 0, 0)))
-    return np.asarray(rebuild(params, jnp.asarray(tails), jnp.asarray(lengths, jnp.int32))[1])
+    counts[:m] = lengths
+    return np.asarray(rebuild(params, jnp.asarray(tails), jnp.asarray(counts))[1])[:m]
 
 
 def update_head(head, h, items, num_items: int, learning_rate: float, steps: int):
@@ -87,7 +111,6 @@ def update_head(head, h, items, num_items: int, learning_rate: float, steps: int
     the rows are padded to a power of two (invalid rows masked) so few shapes compile."""
     import jax.numpy as jnp
 
-    from rec_jax.serve.online import make_head_updater
     from rec_jax.serve.recommend import Feedback
 
     m = len(items)
@@ -98,7 +121,7 @@ def update_head(head, h, items, num_items: int, learning_rate: float, steps: int
     it[:m] = items
     feedback = Feedback(h=jnp.asarray(hh), item=jnp.asarray(it), valid=jnp.arange(size) < m,
                         ptr=jnp.zeros((), jnp.int32))
-    updater = make_head_updater(num_items, learning_rate, steps)
+    updater = _updater(num_items, float(learning_rate), int(steps))
     (new, _), loss = updater.update(updater.init(head), feedback)
     return new, float(loss)
 
@@ -107,7 +130,6 @@ def main(cfg: Config, log=print) -> int:
     import json
 
     from rec_jax.serve.http.publish import latest_version, load_head, publish_head
-    from rec_jax.serve.incremental import make_incremental
     from rec_jax.serve.recommend import initial_head
     from rec_jax.train.load import load_trained
 
@@ -118,7 +140,6 @@ def main(cfg: Config, log=print) -> int:
         raise FileNotFoundError(f"--db {db}: no decision log there")
     out = cfg.publish_dir or cfg.model_dir
     model, params, _ = load_trained(cfg.model_dir)
-    inc = make_incremental(model)
     while True:
         version = latest_version(out)
         head, since = initial_head(model, params), 0.0
@@ -127,7 +148,7 @@ def main(cfg: Config, log=print) -> int:
             since = json.loads((Path(out) / "published" / version / "meta.json").read_text()).get("watermark", 0.0)
         contexts, lengths, items, newest = new_clicks(db, since, cfg.max_clicks)
         if len(items) >= cfg.min_clicks:
-            h = user_vectors(inc, params, contexts, lengths)
+            h = user_vectors(model, params, contexts, lengths)
             head, loss = update_head(head, h, items, model.config.num_items, cfg.learning_rate, cfg.steps)
             published = publish_head(out, head, note={"watermark": newest, "clicks": int(len(items)),
                                                       "loss": loss, "from": version})
