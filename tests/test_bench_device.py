@@ -32,6 +32,7 @@ def test_dependencies_import_without_the_projects_extras():
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr
 
 
+@pytest.mark.slow  # ~7 s: a subprocess that imports JAX and compiles the eval section
 def test_eval_section_writes_the_json_file(tmp_path):
     out = tmp_path / "b.json"
     proc = _run(["experiments/bench_device.py", "--tiny", "--sections", "eval", "--out", str(out)])

@@ -145,6 +145,7 @@ def _advance_all(view, params, states, obs):
     return jax.vmap(lambda s, h, c: view.advance(params, s, _obs(h, c)))(states, obs.history, obs.history_count)
 
 
+@pytest.mark.slow  # ~13 s (a one-step chunk compiled, L + 3 steps); the default suite was over 6 min cold
 def test_encoder_update_rebuilds_the_states_and_head_update_keeps_them(model):
     m, params = model
     hist = np.tile(np.arange(1, L + 1, dtype=np.int32), (U, 1))  # full windows: beyond L at once

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import rec_jax
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,6 +136,7 @@ def test_readme_policy_registered_by_one_line_passes_the_registry_wide_tests(tmp
     _bandits_study_selects(tmp_path, name, "bernoulli")
 
 
+@pytest.mark.slow  # ~8 s of subprocess pytest; the policy example keeps the promise in the default suite
 def test_readme_simulator_registered_by_one_line_passes_its_test_and_the_registry_wide_tests(tmp_path):
     text = (ROOT / "README.md").read_text()
     module = _block(text, "simulator")

@@ -153,7 +153,8 @@ def _greedy_reference(window, exclude, k):
     return np.argsort(-scores, kind="stable")[:k].tolist()
 
 
-@pytest.mark.parametrize("capacity", [2, 8])  # 2 < 3 users: evictions and rebuilds; 8: every path on cached states
+@pytest.mark.parametrize("capacity", [pytest.param(2, marks=pytest.mark.slow), 8])  # 2 < 3 users: evictions
+# and rebuilds (slow: the restart test rebuilds too); 8: every path on cached states
 def test_incremental_states_give_the_full_reencode_slates(capacity):
     ranker = Ranker(MODEL, PARAMS, RankerConfig(buckets=(4,), max_slate=4, capacity=capacity, policies=("greedy",)),
                     jax.random.key(1), model_version="t")
