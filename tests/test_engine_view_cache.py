@@ -135,6 +135,22 @@ def test_engine_with_the_cache_equals_reencoding_while_histories_fit(model, vari
         _metrics_close(out["cached", mode], out["reencode", mode])
 
 
+def test_a_reset_history_held_once_gives_every_stream_the_same_view_state(model):
+    # Without initial_history every stream resets to the same (empty) history, which the
+    # engine holds once (obs axis None): the states must still come out with the [S] axis.
+    m, params = model
+    gt = synthetic_ground_truth(jax.random.key(0), U, N, 3)
+    sim, ep = make_recsys_env(gt, slate_size=1, history_len=L, observe_history=True)
+    policy, pp, spec, _ = model_policy("neural_linear_ucb", m, params, N, 1, jax.random.key(2))
+    run = make_run(EngineConfig(num_streams=S, slate_size=1, mode="shared"), policy, sim, spec=spec)
+    rs = jax.jit(run.init_run)(jax.random.key(3), pp, ep)
+    assert rs.obs.history.ndim == 1  # held once, the case under test
+    one = policy.view.init(pp, _obs(rs.obs.history, rs.obs.history_count))
+    for got, want in zip(jax.tree.leaves(rs.view_state.states), jax.tree.leaves(one)):
+        assert got.shape == (S,) + want.shape
+        np.testing.assert_allclose(got, np.broadcast_to(want, got.shape), rtol=1e-6, atol=1e-6)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _init_all(view, params, obs):
     return jax.vmap(lambda h, c: view.init(params, _obs(h, c)))(obs.history, obs.history_count)

@@ -221,7 +221,7 @@ def make_run(
         policy_params = _strongly_typed(policy_params)
         view_state = None
         if policy.view is not None:
-            view_state = ViewCache(states=_view_init(policy.view, policy_params, obs, o_axes),
+            view_state = ViewCache(states=_view_init(policy.view, policy_params, obs, o_axes, num_streams),
                                    built_with=policy.view.depends_on(policy_params))
         if shared:
             policy_state = policy.init(policy_key, spec)
@@ -284,7 +284,7 @@ def make_run(
 
             def repair(ops):
                 params, states, ok, obs = ops
-                return _select_streams(ok, states, _view_init(view, params, obs, o_axes))
+                return _select_streams(ok, states, _view_init(view, params, obs, o_axes, num_streams))
 
             vstates = when_any(jnp.logical_not(jnp.all(hit)), repair, lambda ops: ops[1],
                                (rs.policy_params, advanced, hit, obs_t))
@@ -370,7 +370,9 @@ def _fresh_view(view, rs: RunState, o_axes) -> ViewCache:
     def repair(ops):
         params, states, obs, redo = ops
         # `redo` again: under vmap over seeds the branch runs when ANY seed is stale
-        return jax.tree.map(lambda s, r: jnp.where(redo, r, s), states, _view_init(view, params, obs, o_axes))
+        num_streams = jax.tree.leaves(states)[0].shape[0]
+        fresh = _view_init(view, params, obs, o_axes, num_streams)
+        return jax.tree.map(lambda s, r: jnp.where(redo, r, s), states, fresh)
 
     states = when_any(stale, repair, lambda ops: ops[1], (rs.policy_params, rs.view_state.states, rs.obs, stale))
     return ViewCache(states=states, built_with=built_with)
@@ -381,9 +383,12 @@ def _select_streams(keep: jax.Array, kept: Any, other: Any) -> Any:
     return jax.tree.map(lambda a, b: jnp.where(keep.reshape(keep.shape + (1,) * (a.ndim - 1)), a, b), kept, other)
 
 
-def _view_init(view, policy_params: Any, obs: Observation, o_axes) -> Any:
-    """Every stream's view state built from scratch from ``obs`` (leading [S] axis)."""
-    return jax.vmap(view.init, in_axes=(None, o_axes))(policy_params, obs)
+def _view_init(view, policy_params: Any, obs: Observation, o_axes, num_streams: int) -> Any:
+    """Every stream's view state built from scratch from ``obs`` (leading [S] axis).
+
+    ``axis_size`` because an observation may hold every leaf once (a simulator whose
+    reset history is the same for all streams): the states are then broadcast to [S]."""
+    return jax.vmap(view.init, in_axes=(None, o_axes), axis_size=num_streams)(policy_params, obs)
 
 
 def _tree_equal(a: Any, b: Any) -> jax.Array:
