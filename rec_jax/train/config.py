@@ -42,7 +42,12 @@ class TrainConfig:
     batch_size: int = 256  # batch size per step, counted in ``batch_unit``s
     batch_unit: str = "target"  # "target": windows per step = batch_size / mean targets per window; "window": batch_size windows
     window_repeats: int = 1  # copies of every window per epoch, each with its own dropout/Cloze draws (BERT4Rec's dupe_factor)
-    learning_rate: float = 1e-3  # Adam(W) step size
+    learning_rate: float = 1e-3  # Adam(W) step size (the peak of the schedule)
+    lr_schedule: str = "constant"  # "constant", or "cosine": linear warm-up to learning_rate, cosine decay to lr_final_fraction x it
+    warmup_epochs: float = 0.0  # linear warm-up from 0 over this many epochs ("cosine" only)
+    decay_epochs: float = 0.0  # the cosine reaches its floor after this many epochs, warm-up included, and stays there ("cosine" only)
+    lr_final_fraction: float = 0.0  # the floor of the cosine, as a fraction of learning_rate
+    adam_b2: float = 0.999  # Adam's second-moment decay (SASRec's code uses 0.98)
     weight_decay: float = 0.0  # decoupled weight decay; > 0 switches Adam to AdamW
     epochs: int = 200  # upper bound on epochs
     patience: int = 10  # early stopping: epochs without a valid NDCG@10 improvement

@@ -41,11 +41,51 @@ class TrainState:
     step: jax.Array
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Adam, or AdamW when ``weight_decay`` > 0 (decoupled, Loshchilov & Hutter 2019)."""
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int | None = None):
+    """The step size: ``config.learning_rate``, or an Optax warm-up + cosine schedule of the step.
+
+    "cosine": linear warm-up from 0 to ``learning_rate`` over ``warmup_epochs``, then a cosine
+    decay to ``lr_final_fraction * learning_rate`` reached at ``decay_epochs`` (warm-up
+    included), constant after (Loshchilov & Hutter 2017, without restarts). Epochs are turned
+    into optimizer steps by ``steps_per_epoch``, so the schedule follows the batch size.
+    """
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule={config.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
+    if not config.learning_rate > 0:
+        raise ValueError(f"learning_rate={config.learning_rate}: expected > 0")
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    if not 0 <= config.warmup_epochs < config.decay_epochs:
+        raise ValueError(f"warmup_epochs={config.warmup_epochs}, decay_epochs={config.decay_epochs}: "
+                         "expected 0 <= warmup_epochs < decay_epochs with lr_schedule 'cosine'")
+    if not 0 <= config.lr_final_fraction <= 1:
+        raise ValueError(f"lr_final_fraction={config.lr_final_fraction}: expected a value in [0, 1]")
+    if steps_per_epoch is None or steps_per_epoch < 1:
+        raise ValueError(f"lr_schedule 'cosine' needs the number of steps per epoch, got {steps_per_epoch}")
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=config.learning_rate,
+        warmup_steps=int(round(config.warmup_epochs * steps_per_epoch)),
+        decay_steps=max(1, int(round(config.decay_epochs * steps_per_epoch))),
+        end_value=config.lr_final_fraction * config.learning_rate)
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int | None = None) -> optax.GradientTransformation:
+    """Adam, or AdamW when ``weight_decay`` > 0 (decoupled, Loshchilov & Hutter 2019), on the
+    step size of :func:`learning_rate_schedule` (``steps_per_epoch`` is needed by "cosine")."""
+    if not 0 < config.adam_b2 < 1:
+        raise ValueError(f"adam_b2={config.adam_b2}: expected a value in (0, 1)")
+    lr = learning_rate_schedule(config, steps_per_epoch)
     if config.weight_decay > 0:
-        return optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
-    return optax.adam(config.learning_rate)
+        return optax.adamw(lr, b2=config.adam_b2, weight_decay=config.weight_decay)
+    return optax.adam(lr, b2=config.adam_b2)
+
+
+def steps_per_epoch(num_windows: int, batch_size: int, repeats: int = 1) -> int:
+    """Optimizer steps in one epoch: ceil(num_windows * repeats / batch_size) (see :func:`epoch_batches`)."""
+    return -(-num_windows * repeats // batch_size)
 
 
 def make_loss_fn(model, config: TrainConfig, capacity: int | None = None, item_counts=None) -> Callable:
@@ -143,7 +183,7 @@ def epoch_batches(epoch_key, num_windows: int, batch_size: int, repeats: int = 1
     if repeats < 1:
         raise ValueError(f"window_repeats={repeats}: expected >= 1")
     rows = num_windows * repeats
-    num_batches = -(-rows // batch_size)
+    num_batches = steps_per_epoch(num_windows, batch_size, repeats)
     pad = num_batches * batch_size - rows
     order = jax.random.permutation(epoch_key, rows) % num_windows
     order = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)]).reshape(num_batches, batch_size)
@@ -159,7 +199,7 @@ def make_train_epoch(model, config: TrainConfig, num_windows: int, batch_size: i
     Every window is used ``config.window_repeats`` times (see :func:`epoch_batches`);
     ``capacity`` and ``item_counts`` go to :func:`make_loss_fn`.
     """
-    tx = make_optimizer(config)
+    tx = make_optimizer(config, steps_per_epoch(num_windows, batch_size, config.window_repeats))
     loss_fn = make_loss_fn(model, config, capacity, item_counts)
 
     def train_step(carry, batch):
@@ -185,10 +225,12 @@ def make_train_epoch(model, config: TrainConfig, num_windows: int, batch_size: i
     return jax.jit(train_epoch, donate_argnums=0)
 
 
-def init_train_state(model, config: TrainConfig, key) -> TrainState:
+def init_train_state(model, config: TrainConfig, key, steps_per_epoch: int | None = None) -> TrainState:
+    """Fresh parameters and optimizer state; ``steps_per_epoch`` as for :func:`make_optimizer`."""
     # jitted: op by op, a Transformer's init is ~100 tiny dispatches (about twice as slow on CPU)
     params = jax.jit(model.init)(key)
-    return TrainState(params=params, opt_state=make_optimizer(config).init(params), step=jnp.asarray(0, np.int32))
+    opt_state = make_optimizer(config, steps_per_epoch).init(params)
+    return TrainState(params=params, opt_state=opt_state, step=jnp.asarray(0, np.int32))
 
 
 def _empty_history(epochs: int) -> dict[str, np.ndarray]:
@@ -243,7 +285,8 @@ def fit(
     stop_key = "masked/ndcg@10" if config.mask_history else "unmasked/ndcg@10"
     other_key = "unmasked/ndcg@10" if config.mask_history else "masked/ndcg@10"
 
-    state = init_train_state(model, config, init_key)
+    state = init_train_state(model, config, init_key,
+                             steps_per_epoch(num_windows, batch_size, config.window_repeats))
     record = {
         "state": state,
         "best_params": state.params,
