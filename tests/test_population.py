@@ -21,7 +21,9 @@ from rec_jax.train.population import (
 )
 from rec_jax.train.trainer import fit
 
-BASE = dataclasses.replace(get_preset("tiny-sasrec"), batch_size=16, epochs=2, patience=5)
+# A warm-up + cosine schedule and b2 0.98 shared by the members, so the population follows both.
+BASE = dataclasses.replace(get_preset("tiny-sasrec"), batch_size=16, epochs=2, patience=5, lr_schedule="cosine",
+                           warmup_epochs=0.5, decay_epochs=2.0, lr_final_fraction=0.1, adam_b2=0.98)
 # Adam (wd 0, no dropout) and AdamW with hidden and attention dropout apart.
 CONFIGS = [
     dataclasses.replace(BASE, learning_rate=1e-3, weight_decay=0.0, dropout=0.0, attn_dropout=0.0),

@@ -36,7 +36,14 @@ from rec_jax.models.dropout import Dropout
 from rec_jax.models.transformer import SelfAttention
 from rec_jax.train.config import TrainConfig, windows_per_batch
 from rec_jax.train.evaluate import host_arrays, make_rank_fn, rank_batches
-from rec_jax.train.trainer import TrainState, epoch_batches, loss_capacity, make_loss_fn
+from rec_jax.train.trainer import (
+    TrainState,
+    epoch_batches,
+    learning_rate_schedule,
+    loss_capacity,
+    make_loss_fn,
+    steps_per_epoch,
+)
 
 # The fields a population may vary; every other TrainConfig field must agree across members.
 SWEPT_FIELDS = ("learning_rate", "weight_decay", "dropout", "attn_dropout")
@@ -119,9 +126,21 @@ def dropout_as_data(dropout, attn_dropout):
 # --------------------------------------------------------------------------- training
 
 
-def population_optimizer() -> optax.GradientTransformation:
-    """AdamW with learning rate and weight decay read from the optimizer state (data, not constants)."""
-    return optax.inject_hyperparams(optax.adamw)(learning_rate=0.0, weight_decay=0.0)
+def population_optimizer(config: TrainConfig | None = None) -> optax.GradientTransformation:
+    """AdamW with learning rate and weight decay read from the optimizer state (data, not constants);
+    Adam's ``b2`` is the shared ``config.adam_b2``."""
+    b2 = 0.999 if config is None else config.adam_b2
+    return optax.inject_hyperparams(optax.adamw, static_args=("b2",))(learning_rate=0.0, weight_decay=0.0, b2=b2)
+
+
+def schedule_factor(config: TrainConfig, steps_per_epoch: int) -> Callable:
+    """step -> the shared schedule's multiplier of each member's peak learning rate (1 when constant).
+
+    ``trainer.learning_rate_schedule`` with a peak of 1, so member i steps with
+    ``learning_rate[i] * factor(step)``, as ``fit`` does with config i alone.
+    """
+    unit = learning_rate_schedule(dataclasses.replace(config, learning_rate=1.0), steps_per_epoch)
+    return unit if callable(unit) else (lambda step: jnp.asarray(1.0, jnp.float32))
 
 
 def init_population(model, hparams: PopulationHParams, key) -> TrainState:
@@ -131,7 +150,7 @@ def init_population(model, hparams: PopulationHParams, key) -> TrainState:
     shared ``step: int32[]``.
     """
     params = jax.jit(model.init)(key)  # as trainer.init_train_state, so members start where fit does
-    tx = population_optimizer()
+    tx = population_optimizer(None)
 
     def member_opt_state(lr, wd):
         opt_state = tx.init(params)
@@ -167,20 +186,22 @@ def make_population_epoch(model, config: TrainConfig, num_windows: int, batch_si
     Returns (state, mean loss f32[P]). Batching, shuffling and per-step keys are those of
     ``rec_jax.train.trainer.make_train_epoch``, shared by all members.
     """
-    tx = population_optimizer()
+    tx = population_optimizer(config)
+    lr_factor = schedule_factor(config, steps_per_epoch(num_windows, batch_size, config.window_repeats))
     loss_fn = make_loss_fn(_finite_targets(model), config, capacity)
 
-    def member_step(params, opt_state, hp, key, windows, target_mask):
+    def member_step(params, opt_state, hp, key, windows, target_mask, step):
         with dropout_as_data(hp.dropout, hp.attn_dropout):
             loss, grads = jax.value_and_grad(loss_fn)(params, key, windows, target_mask)
         # The hyperparameters are re-read every step, so a caller may change them between epochs.
         opt_state = opt_state._replace(hyperparams={
-            **opt_state.hyperparams, "learning_rate": hp.learning_rate, "weight_decay": hp.weight_decay})
+            **opt_state.hyperparams, "learning_rate": hp.learning_rate * lr_factor(step),
+            "weight_decay": hp.weight_decay})
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
     # Batch and key are shared (in_axes None): one set of dropout bits serves every member.
-    all_members = jax.vmap(member_step, in_axes=(0, 0, 0, None, None, None))
+    all_members = jax.vmap(member_step, in_axes=(0, 0, 0, None, None, None, None))
 
     def epoch(state, hparams, windows, target_mask, epoch_key, step_key):
         order, valid = epoch_batches(epoch_key, num_windows, batch_size, config.window_repeats)
@@ -189,7 +210,7 @@ def make_population_epoch(model, config: TrainConfig, num_windows: int, batch_si
             idx, ok = xs
             key = jax.random.fold_in(step_key, state.step)
             params, opt_state, loss = all_members(
-                state.params, state.opt_state, hparams, key, windows[idx], target_mask[idx] & ok[:, None])
+                state.params, state.opt_state, hparams, key, windows[idx], target_mask[idx] & ok[:, None], state.step)
             return TrainState(params, opt_state, state.step + 1), loss
 
         state, losses = jax.lax.scan(body, state, (order, valid))
