@@ -150,3 +150,29 @@ def test_bad_data_via_cli_exits_nonzero_and_writes_nothing(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "log.txt line 2" in lines[0] and "'item'" in lines[0], proc.stderr
     assert not out.exists() and [q.name for q in tmp_path.iterdir()] == ["log.txt"]
+
+
+def _bad_parquet(path):
+    pq.write_table(pa.table({"uid": U, "item": I}), path)
+
+
+@pytest.mark.parametrize("name,write,expected", [
+    ("mixed.csv", lambda p: p.write_text("user,item,timestamp\n1,2,3\n4\t5\t6\n"), ["line 3", "expected 3 fields"]),
+    ("ids.csv", lambda p: p.write_text("user,item,timestamp\n1,2,3\nu4,5,6\n"), ["line 3", "'user'", "'u4'"]),
+    ("cols.parquet", _bad_parquet, ["lack user"]),
+])
+def test_bad_data_in_process_cli_one_line_exit_2_no_run_folder(tmp_path, capsys, name, write, expected):
+    """Each kind of bad file through ``train_sequential``'s CLI (in process, so no new interpreter):
+    one stderr line naming the file and what was expected, exit 2, nothing written."""
+    import importlib
+
+    train_sequential = importlib.import_module("experiments.train_sequential")
+    write(tmp_path / name)
+    out = tmp_path / "run"
+    code = train_sequential.cli(["--preset", "tiny-sasrec", "--data", str(tmp_path / name), "--out", str(out),
+                                 "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and name in err[0], err
+    for s in expected:
+        assert s in err[0], (s, err)
+    assert not out.exists() and [q.name for q in tmp_path.iterdir()] == [name]

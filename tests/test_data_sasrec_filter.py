@@ -109,3 +109,22 @@ def test_filter_switch_on_a_user_file(tmp_path, capsys):
 def test_ml1m_counts_of_the_papers():
     seqs = load("ml-1m", filter="sasrec")
     assert (seqs.num_users, seqs.num_items, seqs.num_interactions) == (6040, 3416, 999611)
+
+
+@pytest.mark.parametrize("name,data,model,loss", [
+    ("ml1m-sasrec", "ml-1m", "sasrec", "ce"),
+    ("ml1m-bert4rec", "ml-1m", "bert4rec", "ce"),
+    ("ml20m-sasrec", "ml-20m", "sasrec", "ce_chunked"),
+])
+def test_paper_presets_carry_the_papers_protocol(name, data, model, loss):
+    """The papers' setting, field by field: their one-pass filter, L = 200, width 64, 2 blocks, full CE
+    (chunked at ML-20M's ~27k items: the same loss), and SASRec's dropout 0.2."""
+    from rec_jax.train.config import get_preset
+
+    c = get_preset(name)
+    assert (c.data, c.model, c.loss, c.filter) == (data, model, loss, "sasrec")
+    assert (c.max_len, c.dim, c.num_layers) == (200, 64, 2)
+    if model == "sasrec":
+        assert c.dropout == c.attn_dropout == 0.2
+    else:
+        assert c.mask_prob == 0.2
