@@ -79,7 +79,7 @@ class Config:
     out: Path | None = None  # folder for logs and results (default: a temporary one)
     timeout_s: float = 600.0  # kill every process after this long
     seed: int = 0  # root seed
-    worker: bool = False  # internal: run as one process of the run
+    worker: bool = False  # run as ONE process of the run (what the launcher starts; a cluster job's entry: README)
 
 
 def cpu_model() -> str:
