@@ -1,12 +1,15 @@
 """The online learner: clicks in the decision log -> an Adam-updated head, published as a
 version the service can swap in; checked against a direct optax computation on
-re-encoded contexts."""
+re-encoded contexts (--objective ce) and a NumPy BCE and Adam step (--objective click);
+successive updates read every reward once, whatever their commit times; a head
+published under load is swapped in without failing a request."""
 import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orjson
 import pytest
 
 from rec_jax import checkpoint, runs
@@ -91,7 +94,7 @@ def test_learner_publishes_the_head_update_of_the_logged_clicks(run_dir, tmp_pat
     np.testing.assert_allclose(got.bias, expected.bias, rtol=1e-4, atol=1e-6)
     assert not np.allclose(got.table, start.table)  # the update did something
     meta = json.loads((folder / "published" / "v0001" / "meta.json").read_text())
-    assert meta["clicks"] == len(pairs) and meta["watermark"] == 1.0
+    assert meta["clicks"] == len(pairs) and meta["watermark"] == 1.0 and meta["watermark_rowid"] == len(rows)
     # no new clicks: nothing published; new ones: v0002, learned from v0001 on the new clicks only
     assert main(Config(model_dir=str(folder), db=str(db), once=True, min_clicks=1, steps=3), log=lambda s: None) == 0
     assert latest_version(folder) == "v0001"
@@ -132,3 +135,278 @@ def test_swapping_a_published_head_recompiles_nothing(tmp_path):
     assert out[0].slate and ranker.model_version == "t+v0001"
     assert (compute._cache_size(), commit._cache_size()) == sizes  # same placement: the same executables
     np.testing.assert_allclose(np.asarray(ranker.head.bias), 1.0)
+
+
+def _log_rewards(db, rows, received, prefix):
+    """Decisions ``prefix0, prefix1, ...`` and their rewards, every reward committed at ``received``."""
+    log = DecisionLog(db, clock=lambda: float(received))
+    for i, (context, slate, rewards) in enumerate(rows):
+        log.log_decisions([Decision(id=f"{prefix}{i}", user=f"{prefix}u{i}", context=context, slate=slate,
+                                    propensities=[1.0] * len(slate), propensity_kind="exact", policy="greedy",
+                                    policy_params={}, model_version="m", created=float(received), expires=1e12)])
+        log.log_reward(f"{prefix}{i}", rewards)
+    log.close()
+
+
+def _rowid(db, decision_id):
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT rowid FROM rewards WHERE decision_id = ?", (decision_id,)).fetchone()[0]
+    finally:
+        con.close()
+
+
+def _meta(folder, version):
+    return json.loads((folder / "published" / version / "meta.json").read_text())
+
+
+def test_successive_updates_read_every_click_once_when_rewards_share_a_commit_time(run_dir, tmp_path, monkeypatch):
+    """The learner's ce data path (which clicks, with which context) recorded by stand-ins for
+    the encoder and the Adam update: the logged rows decide what every update must see."""
+    from rec_jax.serve.http import learner
+
+    folder, model, _ = run_dir
+    seen_contexts, updates = [], []
+
+    def fake_user_vectors(model, params, contexts, lengths):
+        h = np.zeros((len(contexts), model.config.dim), np.float32)
+        h[:, 0] = np.arange(len(seen_contexts), len(seen_contexts) + len(contexts))  # which context a row is
+        seen_contexts.extend(contexts)
+        return h
+
+    def fake_update_head(head, h, items, num_items, learning_rate, steps):
+        updates.append([(seen_contexts[int(row[0])], int(item)) for row, item in zip(h, items)])
+        return head, 0.0
+
+    monkeypatch.setattr(learner, "user_vectors", fake_user_vectors)
+    monkeypatch.setattr(learner, "update_head", fake_update_head)
+    clicks_per_row = [1, 2, 0, 1, 3, 1, 0, 2]  # 10 clicks; at most 6 an update: 4 (rows 0-3), then 6
+    rows = [([i + 1, i + 2], [i + 3, i + 4, i + 5], [1.0] * c + [0.0] * (3 - c)) for i, c in enumerate(clicks_per_row)]
+    db, out = tmp_path / "d.db", tmp_path / "out"
+    _log_rewards(db, rows, received=1.0, prefix="a")  # every reward: the same commit time
+    expected = [(context, item) for context, slate, rewards in rows for item, r in zip(slate, rewards) if r > 0]
+    cfg = Config(model_dir=str(folder), db=str(db), publish_dir=str(out), once=True, min_clicks=1, max_clicks=6)
+    for _ in range(3):  # the third finds nothing new
+        assert main(cfg, log=lambda s: None) == 0
+    assert [len(u) for u in updates] == [4, 6] and latest_version(out) == "v0002"
+    assert updates[0] + updates[1] == expected  # every click once, oldest first
+    assert _meta(out, "v0001")["watermark_rowid"] == _rowid(db, "a3")
+    assert _meta(out, "v0002")["watermark_rowid"] == _rowid(db, "a7")
+    # a version of an older learner (commit-time watermark only) resumes after that time ...
+    publish_head(out, load_head(out, "v0002", initial_head(model, _params(folder))),
+                 note={"watermark": 1.0})
+    later = [([20, 21], [22, 23, 24], [0.0, 1.0, 1.0]), ([25], [26, 27, 28], [1.0, 0.0, 0.0])]
+    _log_rewards(db, later, received=2.0, prefix="b")
+    main(cfg, log=lambda s: None)
+    assert updates[2] == [([20, 21], 23), ([20, 21], 24), ([25], 26)]
+    assert _meta(out, "v0004")["watermark_rowid"] == _rowid(db, "b1")
+    # ... and from there on by rowid: a reward committed at the same time as the last one read is not lost
+    _log_rewards(db, [([29], [30, 1, 2], [0.0, 0.0, 1.0])], received=2.0, prefix="c")
+    main(cfg, log=lambda s: None)
+    assert updates[3] == [([29], 2)] and len(updates) == 4
+
+
+def _params(folder):
+    from rec_jax.train.load import load_trained
+
+    return load_trained(folder)[1]
+
+
+def _bce_and_adam_step(table, bias, pos, h, slates, rewards, lr):
+    """NumPy (float64): the mean BCE of every shown slot, P(click) = sigmoid(h . table[item] +
+    bias[item] + pos[slot]), and the parameters after one Adam step on it (the first Adam step
+    moves each parameter by -lr * g / (|g| + 1e-8))."""
+    table, bias, pos = (np.asarray(a, np.float64) for a in (table, bias, pos))
+    scores_all = np.asarray(h, np.float64) @ table.T + bias  # the service's score of every item
+    losses, grads = [], []
+    g_table, g_bias, g_pos = np.zeros_like(table), np.zeros_like(bias), np.zeros_like(pos)
+    for b, (slate, reward) in enumerate(zip(slates, rewards)):
+        for k, (item, r) in enumerate(zip(slate, reward)):
+            z, y = scores_all[b, item] + pos[k], float(r > 0)
+            p = 1.0 / (1.0 + np.exp(-z))
+            losses.append(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
+            grads.append((b, k, item, p - y))
+    for b, k, item, g in grads:
+        g /= len(losses)
+        g_table[item] += g * np.asarray(h[b], np.float64)
+        g_bias[item] += g
+        g_pos[k] += g
+
+    def step(x, g):
+        return x - lr * g / (np.abs(g) + 1e-8)
+
+    return np.mean(losses), step(table, g_table), step(bias, g_bias), step(pos, g_pos)
+
+
+def test_click_objective_matches_a_numpy_bce_and_adam_step(run_dir, tmp_path, monkeypatch):
+    from rec_jax.serve.http import learner
+    from rec_jax.serve.http.learner import update_head_clicks
+
+    # a tiny head, fixed user vectors; 3 decisions (padded to 4) of 3 and 2 slots (padded to 4),
+    # an item shown twice, slot logits given for 2 slots only (the third starts at 0)
+    rng = np.random.default_rng(3)
+    n, d, lr = 5, 3, 0.05
+    head = Head(table=rng.normal(size=(n + 1, d)).astype(np.float32), bias=rng.normal(size=n + 1).astype(np.float32))
+    h = rng.normal(size=(3, d)).astype(np.float32)
+    slates, rewards, pos = [[2, 5, 1], [4, 2], [3, 1, 5]], [[1.0, 0.0, 0.0], [0.0, 0.0], [0.0, 1.0, 1.0]], [0.3, -0.2]
+    loss, table, bias, new_pos = _bce_and_adam_step(head.table, head.bias, pos + [0.0], h, slates, rewards, lr)
+    got, got_pos, got_loss = update_head_clicks(head, pos, h, slates, rewards, lr, steps=1)
+    assert got_loss == pytest.approx(loss, rel=1e-5)
+    np.testing.assert_allclose(got.table, table, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.bias, bias, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_pos, new_pos, rtol=1e-5, atol=1e-6)
+    assert got.table[0].tolist() == head.table[0].tolist()  # padding slots (item 0) learn nothing
+    # through the learner: every shown slot of every rewarded decision (a slate without a click too),
+    # h stood in by a fixed function of the context, the slot logits carried to the next version
+    folder, model, _ = run_dir
+
+    def h_of(context):
+        return (0.3 * np.cos(np.arange(model.config.dim) + sum(context))).astype(np.float32)
+
+    monkeypatch.setattr(learner, "user_vectors", lambda model, params, contexts, lengths:
+                        np.stack([h_of(c) for c in contexts]))
+    rows = [([1, 2], [3, 4, 5], [0.0, 1.0, 0.0]), ([6], [7, 8, 9], [0.0, 0.0, 0.0]),
+            ([10, 11, 12], [13, 14], [1.0, 1.0])]
+    db, out = tmp_path / "d.db", tmp_path / "out"
+    _log_rewards(db, rows, received=1.0, prefix="a")
+    cfg = Config(model_dir=str(folder), db=str(db), publish_dir=str(out), once=True, min_clicks=1, steps=1,
+                 learning_rate=lr, objective="click")
+    assert main(cfg, log=lambda s: None) == 0
+    start = initial_head(model, _params(folder))
+    hs = np.stack([h_of(c) for c, _, _ in rows])
+    loss, table, bias, new_pos = _bce_and_adam_step(start.table, start.bias, np.zeros(3), hs,
+                                                    [s for _, s, _ in rows], [r for _, _, r in rows], lr)
+    meta = _meta(out, "v0001")
+    assert meta["objective"] == "click" and meta["clicks"] == 3 and meta["rewards"] == 3
+    assert meta["loss"] == pytest.approx(loss, rel=1e-5)
+    np.testing.assert_allclose(meta["position_logits"], new_pos, rtol=1e-5, atol=1e-6)
+    v1 = load_head(out, "v0001", start)
+    np.testing.assert_allclose(v1.table, table, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(v1.bias, bias, rtol=1e-5, atol=1e-6)
+    more = [([15], [16, 17, 18], [0.0, 0.0, 1.0])]
+    _log_rewards(db, more, received=1.0, prefix="b")
+    main(cfg, log=lambda s: None)
+    loss2 = _bce_and_adam_step(v1.table, v1.bias, new_pos, h_of([15])[None], [more[0][1]], [more[0][2]], lr)[0]
+    assert _meta(out, "v0002")["loss"] == pytest.approx(loss2, rel=1e-5)  # from v0001's head and slot logits
+
+
+def test_an_unknown_objective_is_one_line(capsys):
+    from rec_jax.serve.http.learner import cli
+
+    with pytest.raises(ValueError, match=r"^--objective 'hinge': expected one of ce, click$"):
+        main(Config(model_dir="x", objective="hinge"))
+    assert cli(["--model-dir", "x", "--objective", "hinge"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'hinge'" in err and "ce, click" in err
+
+
+def test_a_head_published_under_load_is_swapped_in_without_a_failed_request(tmp_path):
+    """The service on uvicorn (its production settings, an ephemeral loopback port), 4 client
+    threads ranking without pause, a head published mid-way. Each slate is checked against a
+    full re-encode scored by the head its response names, so the version reported (and logged)
+    is the one that ranked it."""
+    import http.client
+    import sqlite3
+    import threading
+    import time
+
+    import uvicorn
+
+    from rec_jax.serve.http.__main__ import uvicorn_config
+    from rec_jax.serve.http.app import ServiceConfig, make_app
+
+    model = make_model("sasrec", model_config(get_preset("tiny-sasrec"), N))
+    params = jax.jit(model.init)(jax.random.key(1))
+    L, K = model.config.max_len, 3
+    histories = [(3, 9), (4, 1, 15), (22, 8), (30, 2, 7), (11, 12), (5, 26, 19)]
+    bias = np.zeros(N + 1, np.float32)
+    bias[[7, 11, 19, 23, 5, 2]] = [60, 50, 40, 30, 20, 10]  # the new head: these first
+    windows = np.zeros((len(histories), L), np.int32)
+    for i, events in enumerate(histories):
+        windows[i, L - len(events):] = events
+    old_scores = np.asarray(jax.jit(lambda p, w: model.score(p, model.encode(p, w)))(params, windows), np.float64)
+
+    def top(scores, events):
+        scores = scores.copy()
+        scores[[0, *events]] = -np.inf
+        return np.argsort(-scores, kind="stable")[:K].tolist()
+
+    expected = {"tiny": [top(s, e) for s, e in zip(old_scores, histories)],
+                "tiny+v0001": [top(s + bias, e) for s, e in zip(old_scores, histories)]}
+    assert all(a != b for a, b in zip(*expected.values()))  # a slate tells which head ranked it
+
+    db, pub = tmp_path / "decisions.db", tmp_path / "pub"
+    cfg = ServiceConfig(db=str(db), policy=("greedy",), buckets=(4,), max_slate=K, slate_size=K, capacity=16,
+                        publish_dir=str(pub), reload_s=0.02, deadline_ms=30000.0)
+    server = uvicorn.Server(uvicorn_config(ServiceConfig(port=0), make_app(cfg, (model, params, "tiny"))))
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    deadline = time.monotonic() + 120  # a guard against a hang, not a timing check
+    while not server.started and serving.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    port = server.servers[0].sockets[0].getsockname()[1]
+
+    stop = threading.Event()
+    answers: list[list] = [[] for _ in range(4)]  # per thread, in order: (history index, status, body)
+    failures: list = []
+
+    def client(t):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            n = 0
+            while not stop.is_set():
+                i = (t + n) % len(histories)
+                body = orjson.dumps({"user": f"t{t}-{n}", "events": list(histories[i])})
+                conn.request("POST", "/rank", body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                answers[t].append((i, response.status, orjson.loads(response.read())))
+                n += 1
+        except Exception as err:  # noqa: BLE001 (reported by the main thread)
+            failures.append(repr(err))
+        finally:
+            conn.close()
+
+    def count(version):
+        return [sum(1 for _, _, b in a if b.get("model_version") == version) for a in answers]
+
+    threads = [threading.Thread(target=client, args=(t,)) for t in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        while min(count("tiny")) < 10 and not failures and time.monotonic() < deadline:
+            time.sleep(0.01)
+        start = initial_head(model, params)
+        assert publish_head(pub, Head(table=np.asarray(start.table), bias=bias)) == "v0001"
+        while min(count("tiny+v0001")) < 10 and not failures and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        server.should_exit = True
+        serving.join(timeout=60)
+    assert not failures
+    assert min(count("tiny+v0001")) >= 10, "the published head was not swapped in"
+    responses = [r for a in answers for r in a]
+    assert all(status == 200 for _, status, _ in responses), [b for _, s, b in responses if s != 200][:3]
+    for a in answers:  # each client: the old version, then the new one, never back
+        versions = [b["model_version"] for _, _, b in a]
+        switch = versions.index("tiny+v0001")
+        assert switch >= 10 and set(versions[:switch]) == {"tiny"} and set(versions[switch:]) == {"tiny+v0001"}
+    for i, _, b in responses:  # ranked by the head it names
+        assert b["slate"] == expected[b["model_version"]][i], (i, b)
+    con = sqlite3.connect(db)
+    try:
+        logged = con.execute("SELECT id, model_version, slate FROM decisions ORDER BY rowid").fetchall()
+    finally:
+        con.close()
+    by_id = {b["decision_id"]: b for _, _, b in responses}
+    assert len(logged) == len(responses) and {row[0] for row in logged} == set(by_id)  # none dropped
+    for decision_id, version, slate in logged:  # the log records the version that ranked each slate
+        assert version == by_id[decision_id]["model_version"] and orjson.loads(slate) == by_id[decision_id]["slate"]
+    versions = [version for _, version, _ in logged]
+    switch = versions.index("tiny+v0001")
+    assert set(versions[:switch]) == {"tiny"} and set(versions[switch:]) == {"tiny+v0001"}
