@@ -77,8 +77,11 @@ def _paper(data: str, model: str, **kw) -> TrainConfig:
 
 PRESETS = {
     # The protocol compared with RecBole 1.2.1 (benchmarks/recbole/): 5-core ML-100K, LOO,
-    # L=50, D=64, 2 layers, 2 heads, FF 256, dropout 0.2, full CE, batch 256, Adam 1e-3.
-    "ml100k-sasrec": lambda: _ml100k("sasrec"),
+    # L=50, D=64, 2 layers, 2 heads, FF 256, dropout 0.2, full CE (RecBole: batch 256, Adam 1e-3).
+    # SASRec: Adam at 1.5e-3 warmed up over 1 epoch, cosine-decayed to 0 at epoch 20 (measured:
+    # the same 3-seed accuracy as a constant 1e-3 with its best epoch at 13-15 instead of 17-31).
+    "ml100k-sasrec": lambda: _ml100k("sasrec", learning_rate=1.5e-3, lr_schedule="cosine", warmup_epochs=1.0,
+                                     decay_epochs=20.0),
     "ml100k-bert4rec": lambda: _ml100k("bert4rec", mask_prob=0.2),
     "ml100k-gru4rec": lambda: _ml100k("gru4rec", num_layers=1, dropout=0.2),
     # ML-1M / ML-20M as the SASRec+ (Klenitskiy & Vasilev 2023), gSASRec and HSTU papers run them.

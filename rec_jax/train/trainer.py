@@ -226,10 +226,15 @@ def make_train_epoch(model, config: TrainConfig, num_windows: int, batch_size: i
 
 
 def init_train_state(model, config: TrainConfig, key, steps_per_epoch: int | None = None) -> TrainState:
-    """Fresh parameters and optimizer state; ``steps_per_epoch`` as for :func:`make_optimizer`."""
+    """Fresh parameters and optimizer state.
+
+    The state's structure does not depend on the schedule's length (the step count lives in
+    it), so ``steps_per_epoch`` may be left out: the epoch built by :func:`make_train_epoch`
+    applies the real schedule to this state.
+    """
     # jitted: op by op, a Transformer's init is ~100 tiny dispatches (about twice as slow on CPU)
     params = jax.jit(model.init)(key)
-    opt_state = make_optimizer(config, steps_per_epoch).init(params)
+    opt_state = make_optimizer(config, steps_per_epoch or 1).init(params)
     return TrainState(params=params, opt_state=opt_state, step=jnp.asarray(0, np.int32))
 
 
