@@ -42,7 +42,7 @@ class Study:
     name: str  # folder under OUT and the --only name
     module: str  # experiments.<module>
     title: str
-    quick: tuple[str, ...]  # arguments at the quick size (each about 90 s on 2 cores)
+    quick: tuple[str, ...]  # arguments at the quick size (10 s to 4 min each on 2 cores; at most 15 min together)
     full: tuple[str, ...]  # arguments at the publication size
     figures: tuple[str, ...]  # files the study must leave in its folder (PNGs, or a table)
     numbers: tuple[str, ...]  # metrics.json keys (fnmatch patterns) shown under the figures
@@ -59,19 +59,28 @@ STUDIES = (
           ("--quick", "--epochs", "1", "--no-progress"), ("--seeds", "3", "--cv-folds", "5"),
           ("table.md",), ("*/test/ndcg@10", "*/test/hr@10", "cv/*/ndcg@10")),
     Study("bandits", "bandits", "Bandit policies: regret curves",
-          ("--quick", "--envs", "ml100k", "--policies", "random,epsilon_greedy,ucb1,linucb,lints"), (),
+          # 2,000 steps x 64 streams: past the 1,349 steps UCB1 needs to try every item once, and
+          # long enough for LinUCB to separate from random, UCB1 and LinTS (at 200 x 16 all overlap)
+          ("--quick", "--envs", "ml100k", "--policies", "random,epsilon_greedy,ucb1,linucb,lints",
+           "--steps", "2000", "--streams", "64"), (),
           ("regret_*.png",), ("final_regret/*",),
           smoke=("--data", "synthetic", "--seeds", "2", "--steps", "6", "--streams", "2", "--envs", "bernoulli",
                  "--policies", "ucb1,linucb")),
     Study("large_model_ee", "large_model_ee", "Exploration around the trained SASRec vs exploiting it",
-          ("--quick", "--seeds", "3", "--steps", "60", "--streams", "16", "--policies",
+          # 256 users x 150 slates: NeuralLinear TS/UCB and epsilon-greedy separate from exploit
+          # (at 16 x 60 every curve overlaps); the engine's incremental K/V view keeps it ~2.5 min
+          ("--quick", "--seeds", "3", "--steps", "150", "--streams", "256", "--policies",
            "exploit,epsilon_greedy,neural_linear_ts,neural_linear_ucb"), (),
           ("reward_curves.png", "regret_curves.png"), ("cumulative_reward/*",)),
     Study("adaptive", "adaptive", "Adaptive regulation: meta-bandits, PBT, drift resets",
-          ("--quick", "--seeds", "3", "--steps", "1000"), (),
+          # the publication size (10 seeds, T = 4000, 64 streams; PBT's quick population of 8): about
+          # a minute, and the drift-reset, PBT and meta-TS gains after the abrupt drift clear their CIs
+          ("--quick", "--seeds", "10", "--steps", "4000", "--streams", "64"), (),
           ("cumulative_reward.png", "chosen_setting.png"), ("cumulative_reward/abrupt_drift/*",)),
     Study("online_learning", "online_learning", "Online learning of the Transformer from streamed clicks",
-          ("--quick", "--seeds", "3", "--steps", "150", "--streams", "16",
+          # README's size (5 seeds, 32 users, 300 slates): the click loss after the drift and REINFORCE
+          # without drift both clear their CIs against the frozen model (at 3 x 16 x 150 only the first)
+          ("--quick", "--seeds", "5", "--steps", "300", "--streams", "32",
            "--variants", "online_full_ctr,online_full_reinforce"),
           (), ("reward_*.png",), ("after_drift_vs_frozen/*",)),
     Study("ope_obd", "ope_obd", "Off-policy evaluation on the Open Bandit Dataset",
