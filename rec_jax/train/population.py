@@ -129,7 +129,7 @@ def dropout_as_data(dropout, attn_dropout):
 def population_optimizer(config: TrainConfig | None = None) -> optax.GradientTransformation:
     """AdamW with learning rate and weight decay read from the optimizer state (data, not constants);
     Adam's ``b2`` is the shared ``config.adam_b2``."""
-    b2 = 0.999 if config is None else config.adam_b2
+    b2 = 0.999 if config is None else config.adam_b2  # None: init only (the state does not hold b2)
     return optax.inject_hyperparams(optax.adamw, static_args=("b2",))(learning_rate=0.0, weight_decay=0.0, b2=b2)
 
 
@@ -150,7 +150,7 @@ def init_population(model, hparams: PopulationHParams, key) -> TrainState:
     shared ``step: int32[]``.
     """
     params = jax.jit(model.init)(key)  # as trainer.init_train_state, so members start where fit does
-    tx = population_optimizer(None)
+    tx = population_optimizer()  # b2 is static, not in the state: any builds it
 
     def member_opt_state(lr, wd):
         opt_state = tx.init(params)

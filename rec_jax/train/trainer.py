@@ -225,16 +225,16 @@ def make_train_epoch(model, config: TrainConfig, num_windows: int, batch_size: i
     return jax.jit(train_epoch, donate_argnums=0)
 
 
-def init_train_state(model, config: TrainConfig, key, steps_per_epoch: int | None = None) -> TrainState:
+def init_train_state(model, config: TrainConfig, key) -> TrainState:
     """Fresh parameters and optimizer state.
 
     The state's structure does not depend on the schedule's length (the step count lives in
-    it), so ``steps_per_epoch`` may be left out: the epoch built by :func:`make_train_epoch`
-    applies the real schedule to this state.
+    it), so any ``steps_per_epoch`` builds it: the epoch of :func:`make_train_epoch` applies
+    the real schedule to this state.
     """
     # jitted: op by op, a Transformer's init is ~100 tiny dispatches (about twice as slow on CPU)
     params = jax.jit(model.init)(key)
-    opt_state = make_optimizer(config, steps_per_epoch or 1).init(params)
+    opt_state = make_optimizer(config, steps_per_epoch=1).init(params)
     return TrainState(params=params, opt_state=opt_state, step=jnp.asarray(0, np.int32))
 
 
@@ -290,8 +290,7 @@ def fit(
     stop_key = "masked/ndcg@10" if config.mask_history else "unmasked/ndcg@10"
     other_key = "unmasked/ndcg@10" if config.mask_history else "masked/ndcg@10"
 
-    state = init_train_state(model, config, init_key,
-                             steps_per_epoch(num_windows, batch_size, config.window_repeats))
+    state = init_train_state(model, config, init_key)
     record = {
         "state": state,
         "best_params": state.params,
