@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from rec_jax import fused_threefry
 from rec_jax.online.obs_batching import abstract as _abstract
 from rec_jax.online.obs_batching import obs_axes as _obs_axes
 from rec_jax.online.obs_batching import one_stream as _one_stream
@@ -191,11 +192,11 @@ def make_run(
     def _fixed_policy() -> Policy:
         return policy.fixed_features() if policy.fixed_features is not None else policy
 
-    def _step_obs_axes(env_state: Any, env_params: Any):
-        """(sim.step traced once for one stream, the obs axes it emits under vmap, its
-        one-stream obs shapes): leaves it computes from the env params alone come out
-        unbatched (None)."""
-        keys = jax.ShapeDtypeStruct((), jax.random.key(0).dtype)
+    def _step_obs_axes(env_state: Any, env_params: Any, key_dtype: Any):
+        """(sim.step traced once for one stream and keys of ``key_dtype``, the obs axes it
+        emits under vmap, its one-stream obs shapes): leaves it computes from the env params
+        alone come out unbatched (None)."""
+        keys = jax.ShapeDtypeStruct((), key_dtype)
         one_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), env_state)
         action = jax.ShapeDtypeStruct(action_shape, jnp.int32)
         sim_step, out_shape = _traced_once(sim.step, keys, one_state, action, _abstract(env_params))
@@ -226,7 +227,7 @@ def make_run(
         if shared:
             policy_state = policy.init(policy_key, spec)
         else:
-            _, step_axes, _ = _step_obs_axes(env_state, env_params)
+            _, step_axes, _ = _step_obs_axes(env_state, env_params, fused_threefry.key_dtype_like(run_key.dtype))
             fixed = o_axes.features is None and step_axes.features is None
             init = (_fixed_policy() if fixed else policy).init
             policy_state = jax.vmap(init, in_axes=(0, None))(jax.random.split(policy_key, num_streams), spec)
@@ -244,7 +245,9 @@ def make_run(
         )
 
     def step_fn(rs: RunState, _, sim_step=None, o_axes=None, policy=policy):
-        step_key = jax.random.fold_in(rs.key, rs.step)
+        # The same bits as the run key's own threefry, drawn by a hash XLA:CPU fuses
+        # (rec_jax.fused_threefry: JAX's CPU lowering is a rolled loop of small thunks).
+        step_key = fused_threefry.as_fused(jax.random.fold_in(rs.key, rs.step))
         act_key, env_key, update_key = jax.random.split(step_key, 3)
         act_keys = jax.random.split(act_key, num_streams)
         env_keys = jax.random.split(env_key, num_streams)
@@ -328,7 +331,8 @@ def make_run(
         """Advance ``num_steps`` (static) steps; metrics stacked as [T, S, ...]."""
         # Trace sim.step once for one stream; obs leaves it emits from the env params
         # alone stay unbatched (held once), if the carried obs holds them once too.
-        sim_step, step_axes, obs_shape = _step_obs_axes(run_state.env_state, run_state.env_params)
+        sim_step, step_axes, obs_shape = _step_obs_axes(run_state.env_state, run_state.env_params,
+                                                         fused_threefry.key_dtype_like(run_state.key.dtype))
         carry_axes = jax.tree.map(lambda x, one: 0 if jnp.ndim(x) > len(one.shape) else None, run_state.obs, obs_shape)
         o_axes = jax.tree.map(lambda a, b: None if a is None and b is None else 0, carry_axes, step_axes,
                               is_leaf=lambda x: x is None)
