@@ -123,19 +123,40 @@ def epsilon_ranked_slate(key, values, available, epsilon, slate_size):
 def _epsilon_argmax(key, v, mask, eps):
     """K = 1 fast path of :func:`epsilon_ranked_slate` (same distribution, O(N), no sort):
     three uniforms per act -- the exploration coin, then the index of the pick among
-    the pool (all items left when exploring, else the exact ties for the best)."""
+    the pool (all items left when exploring, else the exact ties for the best).
+
+    Two passes over the N values: their max, then ONE integer sum that gives both the
+    number of best items and, when there is just one, its index (row reductions are
+    XLA:CPU's slow ops; this was five of them). Only a stream that explores or has a
+    tie needs the prefix count of :func:`_nth_true`, run when some stream does."""
     v_left = jnp.where(mask, v, -jnp.inf)
     best = mask & (v_left == jnp.max(v_left))
-    num_best = jnp.sum(best, dtype=jnp.int32)
+    num_best, only_best = _count_and_only_index(best)
     num_left = jnp.sum(mask, dtype=jnp.int32)
     u = jax.random.uniform(key, (3,))
     explore = u[0] < eps
     pool = jnp.where(explore, mask, best)
     count = jnp.where(explore, num_left, num_best)
     j = jnp.minimum((u[1] * count.astype(jnp.float32)).astype(jnp.int32), count - 1)  # uniform in [0, count)
-    pick = _nth_true(pool, j)
-    probs = (1.0 - eps) * best / num_best.astype(jnp.float32) + eps * mask / num_left.astype(jnp.float32)
-    return _finish(pick[None], probs[pick][None], probs[None], 0, 1)
+    # j = 0 among one best item: the pick is that item (what _nth_true would return)
+    del pool  # built again inside the rare branch, so that no [N] operand is materialised each step
+    pick = _nth_in_pool_unless(v_left, mask, explore, j, only_best, explore | (num_best != 1))
+    nb, nl = num_best.astype(jnp.float32), num_left.astype(jnp.float32)
+    probs = (1.0 - eps) * best / nb + eps * mask / nl  # f32[N], the marginal (dropped when unused)
+    prop = (1.0 - eps) * best[pick] / nb + eps * mask[pick] / nl  # = probs[pick], without a pass over N
+    return _finish(pick[None], prop[None], probs[None], 0, 1)
+
+
+def _count_and_only_index(best):
+    """(number of True in ``best`` bool[N], the index of the True when there is exactly one):
+    one int32 sum of 1 + (N + 1) n over the True n when that cannot overflow, else two
+    reductions."""
+    n = best.shape[-1]
+    if (n + 1) * n * (n - 1) // 2 + n < 2**31:
+        packed = jnp.sum(jnp.where(best, 1 + (n + 1) * jax.lax.broadcasted_iota(jnp.int32, best.shape, best.ndim - 1),
+                                   0), axis=-1)
+        return packed % (n + 1), packed // (n + 1)
+    return jnp.sum(best, axis=-1, dtype=jnp.int32), _first_true(best)
 
 
 def _first_true(mask):
@@ -166,6 +187,28 @@ def _nth_true_vmap(axis_size, in_batched, mask, j):
     mask, j = full(mask, in_batched[0]), full(j, in_batched[1])
     first = lambda: _first_true(mask)
     return jax.lax.cond(jnp.any(j > 0), lambda: _nth_true_scan(mask, j), first), True
+
+
+def _pool_nth(v_left, mask, explore, j):
+    """The (j+1)-th item of the pool: every item left when exploring, else the best ones."""
+    best = mask & (v_left == jnp.max(v_left, axis=-1, keepdims=True))
+    return _nth_true_scan(jnp.where(explore[..., None], mask, best), j)
+
+
+@jax.custom_batching.custom_vmap
+def _nth_in_pool_unless(v_left, mask, explore, j, known, unknown):
+    """``_pool_nth(...)`` where ``unknown``, else ``known`` (the caller's answer, equal to it);
+    under vmap the prefix count runs only when some stream of the batch is unknown."""
+    return jax.lax.cond(unknown, lambda: _pool_nth(v_left, mask, explore, j), lambda: known)
+
+
+@_nth_in_pool_unless.def_vmap
+def _nth_in_pool_unless_vmap(axis_size, in_batched, v_left, mask, explore, j, known, unknown):
+    full = lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
+    args = [full(x, b) for x, b in zip((v_left, mask, explore, j, known, unknown), in_batched)]
+    known, unknown = args[4], args[5]
+    rare = lambda: jnp.where(unknown, _pool_nth(*args[:4]), known)
+    return jax.lax.cond(jnp.any(unknown), rare, lambda: known), True
 
 
 def epsilon_ranked_marginals(values, mask, epsilon, slate_size):
