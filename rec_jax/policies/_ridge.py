@@ -147,103 +147,6 @@ def _quadratic_forms_vmap(axis_size, in_batched, features, a):
     return a.reshape(axis_size, d * d) @ pairs.T, True
 
 
-# ----------------------------------------------------------------------------- fixed item features
-
-
-@struct.dataclass
-class ItemVarianceRidgeState(RidgeState):
-    """RidgeState plus, for the run's FIXED item features x_n f32[N, D]: ``var`` f32[N] =
-    x_n^T a_inv x_n and ``theta`` f32[D] = a_inv b, both kept by rank-one corrections after
-    each Sherman-Morrison update and recomputed whenever a_inv is re-factorised. Before
-    the first update (num_updates == 0) ``var`` is unset and act uses |x_n|^2 / reg, the
-    variances of the acting inverse (reg I)^-1; theta = 0 then (b = 0)."""
-
-    var: jax.Array
-    theta: jax.Array
-
-
-def init_item_variances(feature_dim: int, num_items: int) -> ItemVarianceRidgeState:
-    base = init_ridge(feature_dim)
-    return ItemVarianceRidgeState(gram=base.gram, b=base.b, a_inv=base.a_inv, reg=base.reg,
-                                  num_updates=base.num_updates, var=jnp.zeros((num_items,), jnp.float32),
-                                  theta=jnp.zeros((feature_dim,), jnp.float32))
-
-
-def acting_variances(state: ItemVarianceRidgeState, features: jax.Array, reg) -> jax.Array:
-    """f32[N] variances for act: |x_n|^2 / reg before any update (a_inv = (reg I)^-1 then),
-    else the kept ``var``. Under vmap with fixed features the squared norms are computed
-    once for all streams; only the select is per stream."""
-    fresh = state.num_updates == 0
-    return jnp.where(fresh, jnp.sum(features * features, axis=-1) / clip_reg(reg), state.var)
-
-
-def ridge_update_item_variances(state: ItemVarianceRidgeState, xs: jax.Array, rewards: jax.Array, reg,
-                                refactor_every, features: jax.Array) -> ItemVarianceRidgeState:
-    """:func:`ridge_update` that also keeps ``var`` and ``theta`` for the fixed ``features``
-    f32[N, D]: per rank-one update (u = A^-1 x, c = 1 + x.u) var_n -= (x_n . u)^2 / c, O(N D)
-    instead of the O(N D^2) recomputation, and theta += u (r - x.theta) / c; both recomputed
-    from the new inverse when it is re-factorised."""
-    # Before the first update a_inv is (state.reg I)^-1, so the variances are |x|^2 / state.reg.
-    var0 = jnp.where(state.num_updates == 0, jnp.sum(features * features, axis=-1) / state.reg, state.var)
-
-    def step(carry, xr):
-        gram, b, a_inv, var, theta = carry
-        x, r = xr
-        u = a_inv @ x
-        c = 1.0 + x @ u
-        # The same Sherman-Morrison form as sherman_morrison(), plus the N variance corrections.
-        # ``u @ features.T`` (not features @ u): under vmap the product comes out [S, N], no transpose.
-        return (gram + jnp.outer(x, x), b + r * x, a_inv - jnp.outer(u, u) / c,
-                var - jnp.square(u @ features.T) / c, theta + u * ((r - x @ theta) / c)), None
-
-    carry = (state.gram, state.b, state.a_inv, var0, state.theta)
-    (gram, b, a_inv, var, theta), _ = jax.lax.scan(step, carry, (xs, rewards))
-    reg = clip_reg(reg)
-    every = jnp.maximum(jnp.asarray(refactor_every, jnp.int32), 1)
-    num_updates = state.num_updates + xs.shape[0]
-    due = (num_updates // every != state.num_updates // every) | (reg != state.reg)
-    a_inv, var, theta = refactor_variances_if_due(due, gram, reg, b, features, a_inv, var, theta)
-    return ItemVarianceRidgeState(gram=gram, b=b, a_inv=a_inv, reg=reg, num_updates=num_updates, var=var,
-                                  theta=theta)
-
-
-def _refreshed(gram, reg, b, features):
-    inv = ridge_inverse(gram, reg)
-    return inv, jnp.maximum(_quad_forms(features, inv), 0.0), inv @ b
-
-
-@jax.custom_batching.custom_vmap
-def refactor_variances_if_due(due, gram, reg, b, features, a_inv, var, theta):
-    """``(A^-1, var, theta)`` recomputed from ``gram``, ``reg``, ``b`` if ``due``, else the
-    kept ones; like :func:`refactor_if_due`, a real branch also under vmap."""
-    return jax.lax.cond(due, lambda: _refreshed(gram, reg, b, features), lambda: (a_inv, var, theta))
-
-
-@refactor_variances_if_due.def_vmap
-def _refactor_variances_if_due_vmap(axis_size, in_batched, due, gram, reg, b, features, a_inv, var, theta):
-    in_batched = tuple(in_batched)
-    due_b, f_b = in_batched[0], in_batched[4]
-
-    def full(x, batched):
-        return x if batched else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
-
-    gram, reg, b, a_inv, var, theta = (full(x, bt) for x, bt in zip(
-        (gram, reg, b, a_inv, var, theta), (in_batched[1], in_batched[2], in_batched[3]) + in_batched[5:]))
-    any_due = jnp.any(due) if due_b else due
-
-    def refactor():
-        inv = jax.vmap(ridge_inverse)(gram, reg)
-        # fixed (unbatched) features: all the streams' forms are one GEMM (quadratic_forms' rule)
-        fresh_var = jnp.maximum(jax.vmap(quadratic_forms, in_axes=(0 if f_b else None, 0))(features, inv), 0.0)
-        fresh_theta = jnp.einsum("sij,sj->si", inv, b)
-        if not due_b:
-            return inv, fresh_var, fresh_theta
-        return (jnp.where(due[:, None, None], inv, a_inv), jnp.where(due[:, None], fresh_var, var),
-                jnp.where(due[:, None], fresh_theta, theta))
-
-    return jax.lax.cond(any_due, refactor, lambda: (a_inv, var, theta)), (True, True, True)
-
-
 def ridge_merge(state: RidgeState, new_states: RidgeState) -> RidgeState:
     """Shared mode: sum the deltas of gram, b and counts over streams, recompute the inverse."""
 
@@ -295,9 +198,10 @@ def ridge_policy(spec, act, act_fixed=None):
     features and rewards, and the merge (summed deltas, inverse recomputed) are shared.
 
     ``act_fixed(key, state, obs, params, var)``: the rule given the kept
-    :class:`ItemVarianceRidgeState` (``state.theta`` = A^-1 b) and the items' variances
-    ``var`` f32[N] = x_n^T A^-1 x_n (the acting ones, see :func:`acting_variances`); with
-    it the policy offers the ``fixed_features`` variant (variances and theta kept by
+    :class:`rec_jax.policies._ridge_fixed.ItemVarianceRidgeState` (``state.theta`` = A^-1 b,
+    ``state.mean`` = X theta) and the items' variances ``var`` f32[N] = x_n^T A^-1 x_n (the
+    acting ones, see :func:`rec_jax.policies._ridge_fixed.acting_variances`); with it the
+    policy offers the ``fixed_features`` variant (variances, theta and means kept by
     rank-one updates).
     """
     from rec_jax.policies.base import Policy
@@ -320,6 +224,9 @@ def ridge_policy(spec, act, act_fixed=None):
     fixed = None
     if act_fixed is not None:
         def fixed():
+            from rec_jax.policies._ridge_fixed import (acting_variances, init_item_variances,
+                                                       ridge_update_item_variances)
+
             def init_f(key, spec):
                 del key
                 return init_item_variances(spec.feature_dim, spec.num_items)
@@ -333,9 +240,12 @@ def ridge_policy(spec, act, act_fixed=None):
                 del key
                 items, rewards = _common.as_slots(action, reward, k)
                 features = obs.features.astype(jnp.float32)
-                return ridge_update_item_variances(state, features[items], rewards, params.reg,
-                                                   params.refactor_every, features)
+                return ridge_update_item_variances(state, items, rewards, params.reg, params.refactor_every, features)
 
-            return Policy(init=init_f, act=act_f, update=update_f, merge=ridge_merge)
+            def merge_f(state, new_states):
+                raise NotImplementedError("the fixed-features ridge form is per-stream only (the engine uses the "
+                                          "plain form in shared mode)")
+
+            return Policy(init=init_f, act=act_f, update=update_f, merge=merge_f)
 
     return Policy(init=init, act=act_, update=update, merge=ridge_merge, fixed_features=fixed)

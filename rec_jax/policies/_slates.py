@@ -130,7 +130,7 @@ def _epsilon_argmax(key, v, mask, eps):
     XLA:CPU's slow ops; this was five of them). Only a stream that explores or has a
     tie needs the prefix count of :func:`_nth_true`, run when some stream does."""
     v_left = jnp.where(mask, v, -jnp.inf)
-    best = mask & (v_left == jnp.max(v_left))
+    best = mask & (v_left == _row_max(v_left))
     num_best, only_best = _count_and_only_index(best)
     num_left = jnp.sum(mask, dtype=jnp.int32)
     u = jax.random.uniform(key, (3,))
@@ -343,3 +343,18 @@ def sampled_topk_slate(key, sample_fn: Callable, available, slate_size, num_mc_s
     before = jnp.concatenate([jnp.full((1,), float(num_mc_samples)), matches[:-1]])
     return _finish(picks, matches / before, marginal, num_mc_samples, k_slots, MONTE_CARLO_FLOORED,
                    MONTE_CARLO_FLOORED)
+
+
+
+def _row_max(v):
+    """max over the last axis of f32 ``v`` (no NaN), reduced as order-preserving int32 keys.
+
+    XLA:CPU hands an f32 row max to a library (YNN) reduction that took ~280 us on
+    [4,096, 100]; the same max over int32 keys stays an XLA loop (~170 us, profiled in
+    the LinUCB engine). The key of a float's bits i is i for i >= 0 and i ^ 0x7FFFFFFF
+    below: a monotone map (-0.0 sorts just below +0.0; they compare equal afterwards
+    anyway, as floats), and its own inverse."""
+    i = jax.lax.bitcast_convert_type(v, jnp.int32)
+    key = jnp.where(i < 0, i ^ jnp.int32(0x7FFFFFFF), i)
+    m = jnp.max(key, axis=-1)
+    return jax.lax.bitcast_convert_type(jnp.where(m < 0, m ^ jnp.int32(0x7FFFFFFF), m), jnp.float32)

@@ -7,8 +7,9 @@ rank-one updates (see :mod:`rec_jax.policies._ridge`). Slates are the top-K
 scores; exact ties are broken uniformly at random, so propensities are exact
 (1 / #ties left per slot, 1 without ties; num_mc_samples = 0). With fixed item
 features (the engine finds them; ``Policy.fixed_features``) the variances
-x_n^T A^{-1} x_n are kept per item by a rank-one correction after each update
-(O(N D) instead of O(N D^2)) and recomputed at each re-factorisation. Slate updates
+x_n^T A^{-1} x_n and means x_n^T theta are kept per item by rank-one corrections after
+each update (O(N D) instead of O(N D^2)) and recomputed at each re-factorisation
+(:mod:`rec_jax.policies._ridge_fixed`). Slate updates
 add one rank-one term per shown item with its slot reward. Shared-mode ``merge``
 sums the deltas of A and b over streams and recomputes the inverse.
 """
@@ -63,9 +64,8 @@ def make_linucb(spec: PolicySpec) -> Policy:
         return epsilon_ranked_slate(key, scores, obs.available, 0.0, k)
 
     def act_fixed(key, state, obs, params, var):
-        # theta @ F^T, not F @ theta: under vmap the scores come out [S, N] with no transpose
-        mean = state.theta @ obs.features.astype(jnp.float32).T
-        scores = mean + jnp.maximum(jnp.asarray(params.alpha, jnp.float32), 0.0) * jnp.sqrt(jnp.maximum(var, 0.0))
+        # the means x_n.theta are kept by the updates too (no [N, D] product per act)
+        scores = state.mean + jnp.maximum(jnp.asarray(params.alpha, jnp.float32), 0.0) * jnp.sqrt(jnp.maximum(var, 0.0))
         return epsilon_ranked_slate(key, scores, obs.available, 0.0, k)
 
     return _ridge.ridge_policy(spec, act, act_fixed)
