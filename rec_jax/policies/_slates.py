@@ -130,7 +130,8 @@ def _epsilon_argmax(key, v, mask, eps):
     XLA:CPU's slow ops; this was five of them). Only a stream that explores or has a
     tie needs the prefix count of :func:`_nth_true`, run when some stream does."""
     v_left = jnp.where(mask, v, -jnp.inf)
-    best = mask & (v_left == _row_max(v_left))
+    top = _row_max(v_left)
+    best = mask & (v_left == top)
     num_best, only_best = _count_and_only_index(best)
     num_left = jnp.sum(mask, dtype=jnp.int32)
     u = jax.random.uniform(key, (3,))
@@ -140,7 +141,7 @@ def _epsilon_argmax(key, v, mask, eps):
     j = jnp.minimum((u[1] * count.astype(jnp.float32)).astype(jnp.int32), count - 1)  # uniform in [0, count)
     # j = 0 among one best item: the pick is that item (what _nth_true would return)
     del pool  # built again inside the rare branch, so that no [N] operand is materialised each step
-    pick = _nth_in_pool_unless(v_left, mask, explore, j, only_best, explore | (num_best != 1))
+    pick = _nth_in_pool_unless(v_left, top, mask, explore, j, only_best, explore | (num_best != 1))
     nb, nl = num_best.astype(jnp.float32), num_left.astype(jnp.float32)
     probs = (1.0 - eps) * best / nb + eps * mask / nl  # f32[N], the marginal (dropped when unused)
     prop = (1.0 - eps) * best[pick] / nb + eps * mask[pick] / nl  # = probs[pick], without a pass over N
@@ -189,26 +190,39 @@ def _nth_true_vmap(axis_size, in_batched, mask, j):
     return jax.lax.cond(jnp.any(j > 0), lambda: _nth_true_scan(mask, j), first), True
 
 
-def _pool_nth(v_left, mask, explore, j):
-    """The (j+1)-th item of the pool: every item left when exploring, else the best ones."""
-    best = mask & (v_left == jnp.max(v_left, axis=-1, keepdims=True))
+def _pool_nth(v_left, top, mask, explore, j):
+    """The (j+1)-th item of the pool: every item left when exploring, else the best ones
+    (``top`` = the max of ``v_left``)."""
+    best = mask & (v_left == top[..., None])
     return _nth_true_scan(jnp.where(explore[..., None], mask, best), j)
 
 
 @jax.custom_batching.custom_vmap
-def _nth_in_pool_unless(v_left, mask, explore, j, known, unknown):
+def _nth_in_pool_unless(v_left, top, mask, explore, j, known, unknown):
     """``_pool_nth(...)`` where ``unknown``, else ``known`` (the caller's answer, equal to it);
     under vmap the prefix count runs only when some stream of the batch is unknown."""
-    return jax.lax.cond(unknown, lambda: _pool_nth(v_left, mask, explore, j), lambda: known)
+    return jax.lax.cond(unknown, lambda: _pool_nth(v_left, top, mask, explore, j), lambda: known)
 
 
 @_nth_in_pool_unless.def_vmap
-def _nth_in_pool_unless_vmap(axis_size, in_batched, v_left, mask, explore, j, known, unknown):
+def _nth_in_pool_unless_vmap(axis_size, in_batched, v_left, top, mask, explore, j, known, unknown):
     full = lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
-    args = [full(x, b) for x, b in zip((v_left, mask, explore, j, known, unknown), in_batched)]
-    known, unknown = args[4], args[5]
-    rare = lambda: jnp.where(unknown, _pool_nth(*args[:4]), known)
-    return jax.lax.cond(jnp.any(unknown), rare, lambda: known), True
+    mask_b = in_batched[2]
+    v_left, top, mask_full, explore, j, known, unknown = (
+        full(x, b) for x, b in zip((v_left, top, mask, explore, j, known, unknown), in_batched))
+    if mask_b:
+        rare = lambda: jnp.where(unknown, _pool_nth(v_left, top, mask_full, explore, j), known)
+        return jax.lax.cond(jnp.any(unknown), rare, lambda: known), True
+    # One availability mask for the whole batch (fixed catalogue): the exploring streams'
+    # picks come from ONE prefix count of it, the (j+1)-th True being the number of
+    # positions whose count is <= j: a compare-and-sum over [S, N] instead of a prefix scan
+    # per stream (epsilon-greedy explores in some stream at nearly every step).
+    counts = jnp.cumsum(mask.astype(jnp.int32))
+    explored = lambda: jnp.where(explore, jnp.sum(counts <= j[:, None], axis=-1, dtype=jnp.int32), known)
+    picked = jax.lax.cond(jnp.any(explore), explored, lambda: known)
+    ties = unknown & ~explore  # not exploring, several best items: a per-stream prefix scan
+    rare = lambda: jnp.where(ties, _pool_nth(v_left, top, mask_full, explore, j), picked)
+    return jax.lax.cond(jnp.any(ties), rare, lambda: picked), True
 
 
 def epsilon_ranked_marginals(values, mask, epsilon, slate_size):
