@@ -17,8 +17,9 @@ and number derived from it is bit for bit what the standard key would give
 (``tests/test_fused_threefry.py`` checks split, fold_in, bits of every width, uniform,
 normal, under jit and vmap).
 
-Keys of other implementations, and threefry keys while ``jax_threefry_partitionable`` is
-off, are returned unchanged by :func:`as_fused` (their bits would differ).
+Keys of other implementations, threefry keys while ``jax_threefry_partitionable`` is off
+(their bits would differ), and every key when JAX's default backend is not the CPU (GPUs
+lower threefry to a fused kernel of their own) are returned unchanged by :func:`as_fused`.
 """
 from __future__ import annotations
 
@@ -129,12 +130,15 @@ def _fused_dtype():
 
 def as_fused(key: jax.Array) -> jax.Array:
     """``key`` (typed, any shape) re-typed to the fused implementation with the same key data
-    when it is a standard threefry key in partitionable mode; otherwise unchanged."""
+    when it is a standard threefry key in partitionable mode and JAX's default backend is
+    the CPU; otherwise unchanged."""
     if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         raise TypeError(f"as_fused: expected a typed PRNG key (jax.random.key), got dtype {key.dtype}")
     if key.dtype == _fused_dtype():
         return key
     if str(jax.random.key_impl(key)) != "threefry2x32" or not jax.config.jax_threefry_partitionable:
+        return key
+    if jax.default_backend() != "cpu":  # GPUs have JAX's own fused threefry kernel
         return key
     return jax.random.wrap_key_data(jax.random.key_data(key), impl=FUSED_THREEFRY)
 

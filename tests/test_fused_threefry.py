@@ -43,3 +43,25 @@ def test_other_implementations_pass_through_and_bad_input_is_named():
     assert as_fused(rbg).dtype == rbg.dtype
     with pytest.raises(TypeError, match="typed PRNG key"):
         as_fused(jnp.zeros((2,), jnp.uint32))
+
+
+def test_engine_draws_the_same_with_and_without_the_fused_keys(monkeypatch):
+    from rec_jax.online import EngineConfig, engine, make_run
+    from rec_jax.policies import make_policy
+    from rec_jax.policies.base import PolicySpec
+    from rec_jax.sim import make_env
+
+    sim, env_params = make_env("linear", num_items=8, dim=4, seed=0)
+    spec = PolicySpec(num_items=8, feature_dim=4)
+    policy, params = make_policy("epsilon_greedy", spec)
+    streams = engine.FUSED_PRNG_MIN_STREAMS
+
+    def run(threshold):
+        monkeypatch.setattr(engine, "FUSED_PRNG_MIN_STREAMS", threshold)
+        run_ = make_run(EngineConfig(num_streams=streams), policy, sim, spec=spec)
+        state, metrics = jax.jit(run_.run, static_argnums=3)(jax.random.key(5), params, env_params, 3)
+        return jax.tree.map(lambda x: np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(
+            x.dtype, jax.dtypes.prng_key) else x), (state, metrics["reward"]))
+
+    fused, plain = run(streams), run(streams + 1)
+    jax.tree.map(np.testing.assert_array_equal, fused, plain)
