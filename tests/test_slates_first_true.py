@@ -1,10 +1,10 @@
 """_slates._first_true (the min-over-iota argmax of a bool mask) equals jnp.argmax, rows
-with no True included, batched and not."""
+with no True included, batched and not; _nth_true_scan finds the (j+1)-th True."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rec_jax.policies._slates import _first_true, _nth_true
+from rec_jax.policies._slates import _first_true, _nth_true_scan
 
 
 def test_first_true_equals_argmax():
@@ -15,4 +15,4 @@ def test_first_true_equals_argmax():
     np.testing.assert_array_equal(jax.vmap(_first_true)(jnp.asarray(mask)), np.argmax(mask, axis=-1))
     j = np.minimum(rng.integers(0, 3, 64), np.maximum(mask.sum(1) - 1, 0)).astype(np.int32)
     want = [np.flatnonzero(m)[k] if m.any() else 0 for m, k in zip(mask, j)]
-    np.testing.assert_array_equal(jax.vmap(_nth_true)(jnp.asarray(mask), jnp.asarray(j)), want)
+    np.testing.assert_array_equal(jax.vmap(_nth_true_scan)(jnp.asarray(mask), jnp.asarray(j)), want)

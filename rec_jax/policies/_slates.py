@@ -98,9 +98,9 @@ def epsilon_ranked_slate(key, values, available, epsilon, slate_size):
     n = values.shape[0]
     mask = effective_available(available, k_slots)
     eps = jnp.clip(jnp.asarray(epsilon, jnp.float32), 0.0, 1.0)
-    v = jnp.where(jnp.isnan(values), _LOWEST, jnp.maximum(values.astype(jnp.float32), _LOWEST))
     if k_slots == 1:
-        return _epsilon_argmax(key, v, mask, eps)
+        return _epsilon_argmax(key, values, mask, eps)
+    v = _finite(values)
     # One draw per act (few PRNG calls keep compile times down): per slot a coin,
     # uniforms for the exploring pick and uniforms for tie-breaking.
     u = jax.random.uniform(key, (k_slots, 2 * n + 1))
@@ -120,7 +120,12 @@ def epsilon_ranked_slate(key, values, available, epsilon, slate_size):
     return _finish(picks, props, marginal, 0, k_slots)
 
 
-def _epsilon_argmax(key, v, mask, eps):
+def _finite(values):
+    """f32 values with NaN and -inf (and anything below) raised to the lowest finite rank value."""
+    return jnp.where(jnp.isnan(values), _LOWEST, jnp.maximum(values.astype(jnp.float32), _LOWEST))
+
+
+def _epsilon_argmax(key, values, mask, eps):
     """K = 1 fast path of :func:`epsilon_ranked_slate` (same distribution, O(N), no sort):
     three uniforms per act -- the exploration coin, then the index of the pick among
     the pool (all items left when exploring, else the exact ties for the best).
@@ -128,20 +133,19 @@ def _epsilon_argmax(key, v, mask, eps):
     Two passes over the N values: their max, then ONE integer sum that gives both the
     number of best items and, when there is just one, its index (row reductions are
     XLA:CPU's slow ops; this was five of them). Only a stream that explores or has a
-    tie needs the prefix count of :func:`_nth_true`, run when some stream does."""
-    v_left = jnp.where(mask, v, -jnp.inf)
+    tie needs a prefix count (:func:`_nth_in_pool_unless`), run when some stream does."""
+    v_left = jnp.where(mask, _finite(values), -jnp.inf)
     top = _row_max(v_left)
     best = mask & (v_left == top)
     num_best, only_best = _count_and_only_index(best)
     num_left = jnp.sum(mask, dtype=jnp.int32)
     u = jax.random.uniform(key, (3,))
     explore = u[0] < eps
-    pool = jnp.where(explore, mask, best)
-    count = jnp.where(explore, num_left, num_best)
+    count = jnp.where(explore, num_left, num_best)  # the pool: every item left if exploring, else the best
     j = jnp.minimum((u[1] * count.astype(jnp.float32)).astype(jnp.int32), count - 1)  # uniform in [0, count)
-    # j = 0 among one best item: the pick is that item (what _nth_true would return)
-    del pool  # built again inside the rare branch, so that no [N] operand is materialised each step
-    pick = _nth_in_pool_unless(v_left, top, mask, explore, j, only_best, explore | (num_best != 1))
+    # Not exploring among one best item: the pick is that item. Otherwise the (j+1)-th item of
+    # the pool, built inside the rare branch (so that no [N] pool is materialised every step).
+    pick = _nth_in_pool_unless(values, top, mask, explore, j, only_best, explore | (num_best != 1))
     nb, nl = num_best.astype(jnp.float32), num_left.astype(jnp.float32)
     probs = (1.0 - eps) * best / nb + eps * mask / nl  # f32[N], the marginal (dropped when unused)
     prop = (1.0 - eps) * best[pick] / nb + eps * mask[pick] / nl  # = probs[pick], without a pass over N
@@ -174,44 +178,28 @@ def _nth_true_scan(mask, j):
     return _first_true(jax.lax.associative_scan(jnp.add, mask.astype(jnp.int32), axis=-1) > j[..., None])
 
 
-@jax.custom_batching.custom_vmap
-def _nth_true(mask, j):
-    """Index of the (j+1)-th True of ``mask`` bool[N] (j < #True). j = 0 (no ties, no
-    exploration: the common case) is a plain argmax; under vmap the prefix count runs
-    only when some stream of the batch needs it (branch on an unbatched predicate)."""
-    return jax.lax.cond(j == 0, lambda: _first_true(mask), lambda: _nth_true_scan(mask, j))
-
-
-@_nth_true.def_vmap
-def _nth_true_vmap(axis_size, in_batched, mask, j):
-    full = lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
-    mask, j = full(mask, in_batched[0]), full(j, in_batched[1])
-    first = lambda: _first_true(mask)
-    return jax.lax.cond(jnp.any(j > 0), lambda: _nth_true_scan(mask, j), first), True
-
-
-def _pool_nth(v_left, top, mask, explore, j):
+def _pool_nth(values, top, mask, explore, j):
     """The (j+1)-th item of the pool: every item left when exploring, else the best ones
-    (``top`` = the max of ``v_left``)."""
-    best = mask & (v_left == top[..., None])
+    (``top`` = the max of the available ``_finite(values)``)."""
+    best = mask & (_finite(values) == top[..., None])
     return _nth_true_scan(jnp.where(explore[..., None], mask, best), j)
 
 
 @jax.custom_batching.custom_vmap
-def _nth_in_pool_unless(v_left, top, mask, explore, j, known, unknown):
+def _nth_in_pool_unless(values, top, mask, explore, j, known, unknown):
     """``_pool_nth(...)`` where ``unknown``, else ``known`` (the caller's answer, equal to it);
     under vmap the prefix count runs only when some stream of the batch is unknown."""
-    return jax.lax.cond(unknown, lambda: _pool_nth(v_left, top, mask, explore, j), lambda: known)
+    return jax.lax.cond(unknown, lambda: _pool_nth(values, top, mask, explore, j), lambda: known)
 
 
 @_nth_in_pool_unless.def_vmap
-def _nth_in_pool_unless_vmap(axis_size, in_batched, v_left, top, mask, explore, j, known, unknown):
+def _nth_in_pool_unless_vmap(axis_size, in_batched, values, top, mask, explore, j, known, unknown):
     full = lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
     mask_b = in_batched[2]
-    v_left, top, mask_full, explore, j, known, unknown = (
-        full(x, b) for x, b in zip((v_left, top, mask, explore, j, known, unknown), in_batched))
+    values, top, mask_full, explore, j, known, unknown = (
+        full(x, b) for x, b in zip((values, top, mask, explore, j, known, unknown), in_batched))
     if mask_b:
-        rare = lambda: jnp.where(unknown, _pool_nth(v_left, top, mask_full, explore, j), known)
+        rare = lambda: jnp.where(unknown, _pool_nth(values, top, mask_full, explore, j), known)
         return jax.lax.cond(jnp.any(unknown), rare, lambda: known), True
     # One availability mask for the whole batch (fixed catalogue): the exploring streams'
     # picks come from ONE prefix count of it, the (j+1)-th True being the number of
@@ -221,7 +209,7 @@ def _nth_in_pool_unless_vmap(axis_size, in_batched, v_left, top, mask, explore, 
     explored = lambda: jnp.where(explore, jnp.sum(counts <= j[:, None], axis=-1, dtype=jnp.int32), known)
     picked = jax.lax.cond(jnp.any(explore), explored, lambda: known)
     ties = unknown & ~explore  # not exploring, several best items: a per-stream prefix scan
-    rare = lambda: jnp.where(ties, _pool_nth(v_left, top, mask_full, explore, j), picked)
+    rare = lambda: jnp.where(ties, _pool_nth(values, top, mask_full, explore, j), picked)
     return jax.lax.cond(jnp.any(ties), rare, lambda: picked), True
 
 
