@@ -34,13 +34,13 @@ by all streams) and one hidden theta per stream, reward <x, theta> + N(0, 0.1^2)
 Roofline keys (:mod:`rec_jax.roofline`; ``--no-roofline`` skips the ~2 s of probes and
 leaves the peaks and the fraction None): ``flops_per_step`` and ``bytes_per_step`` per
 user-step (one stream, one step) of the MINIMAL LinUCB (:func:`linucb_step_cost`, the
-count is written there), ``xla_flops_per_step`` / ``xla_bytes_per_step`` from XLA's
+count is written there; epsilon-greedy: :func:`epsilon_greedy_step_cost`), ``xla_flops_per_step`` / ``xla_bytes_per_step`` from XLA's
 ``cost_analysis()`` of ONE compiled engine step divided by the streams (what the engine
 actually does: the variance GEMM, the Gram update, the whole RunState read and written),
 the probed ``peak_gflop_s`` / ``peak_gb_s``, ``achieved_*``, ``roofline_fraction`` and
 ``cpu_model``. With ``--numpy``, ``numpy_incremental_roofline_fraction`` is the same
 fraction for the NumPy incremental reference (the same minimal algorithm). Policies
-other than LinUCB have no analytic count: their flops/bytes are XLA's
+other than LinUCB and per-stream epsilon-greedy have no analytic count: their flops/bytes are XLA's
 (``flops_source`` says so).
 
 ``--env ml100k`` (model-backed policies, :data:`rec_jax.online.large_model.VARIANTS`
@@ -152,6 +152,20 @@ def linucb_step_cost(items: int, dim: int, mode: str = "per_stream", streams: in
         nbytes = 4 * d + 4
         how = "analytic minimal shared LinUCB: 2d^2 + 4d + 1 + K per user-step + per-step refit / S"
     return float(flops), float(nbytes), how
+
+
+def epsilon_greedy_step_cost(items: int, dim: int) -> tuple[float, float, str]:
+    """(flops, bytes, how) per user-step of the MINIMAL per-stream epsilon-greedy on the linear env.
+
+    The state a minimal implementation keeps per stream is the N empirical means (and the
+    pulled item's count): act reads the N means and takes their argmax (N compares; the
+    exploration coin not counted), the env's reward <x, theta*> + noise costs 2d + 1 and
+    reads theta* (4d bytes), the update moves one item's mean and count (mean += (r - mean)
+    / count: 4 flops, 16 bytes read and written), the reward is written (4 bytes). The
+    item features are one copy for all streams (cache-resident), not counted."""
+    flops = items + 2 * dim + 1 + 4
+    nbytes = 4 * items + 16 + 4 * dim + 4
+    return float(flops), float(nbytes), "analytic minimal epsilon-greedy: N + 2d + 5 flops, 4N + 4d + 20 bytes"
 
 
 def model_step_cost(items: int, dim: int, max_len: int, layers: int, ff_dim: int, adapter_rank: int,
@@ -339,6 +353,8 @@ def main(cfg: Config) -> dict:
     xla_bytes = None if xla_step["bytes"] is None else xla_step["bytes"] / chunk
     if cfg.env == "linear" and cfg.policy == "linucb":
         flops, nbytes, how = linucb_step_cost(cfg.items, cfg.dim, cfg.mode, chunk)
+    elif cfg.env == "linear" and cfg.policy == "epsilon_greedy" and cfg.mode == "per_stream":
+        flops, nbytes, how = epsilon_greedy_step_cost(cfg.items, cfg.dim)
     elif cfg.env == "ml100k" and cfg.policy.startswith("neural_linear_ts"):
         flops, nbytes, how = model_step_cost(cfg.items, cfg.dim, model_cfg["max_len"], model_cfg["num_layers"],
                                              model_cfg["ff_dim"], int(policy_params.view["adapter"]["down"].shape[1]),

@@ -53,6 +53,15 @@ def test_linucb_minimal_count():
     assert 2 * d * d < shared < 2 * d * d + 4 * d + 1 + k + 1000 / 4096 * (3 * d**3 + 2 * k * d * d)
 
 
+def test_epsilon_greedy_minimal_count():
+    from experiments.bench_engine import epsilon_greedy_step_cost
+
+    k, d = 100, 16  # hand count: argmax over the K means, the env's dot + noise, one mean and count moved
+    flops, nbytes, _ = epsilon_greedy_step_cost(k, d)
+    assert flops == k + (2 * d + 1) + 4 == 137
+    assert nbytes == 4 * k + 4 * d + 4 + 16 == 484
+
+
 def test_train_step_count_of_a_tiny_sasrec():
     from rec_jax.train.config import get_preset
     from rec_jax.train.step_cost import train_step_cost
