@@ -40,3 +40,21 @@ def test_vmapped_picks_match_numpy_for_shared_and_per_stream_masks():
     for mask, batched in ((shared_mask, False), (per_stream_mask, True)):
         got, want = picks(mask, batched)
         np.testing.assert_array_equal(got, want)
+
+
+def test_row_max_and_packed_tie_count_match_numpy():
+    rng = np.random.default_rng(4)
+    for n in (5, 32, 37, 100, 130):  # one slice, exactly one, several, a short last slice
+        v = rng.standard_normal((16, n)).astype(np.float32)
+        v[0] = 0.0
+        v[0, ::2] = -0.0  # signed zeros tie as floats
+        v[1, :] = -np.inf
+        v[1, n // 2] = -1e30
+        v[2, rng.integers(0, n, 3)] = 9.0  # a three-way tie for the best
+        top = np.asarray(jax.jit(jax.vmap(_slates._row_max))(jnp.asarray(v)))
+        np.testing.assert_array_equal(top, v.max(axis=1))
+        best = v == v.max(axis=1, keepdims=True)
+        count, only = jax.jit(jax.vmap(_slates._count_and_only_index))(jnp.asarray(best))
+        np.testing.assert_array_equal(np.asarray(count), best.sum(axis=1))
+        single = best.sum(axis=1) == 1
+        np.testing.assert_array_equal(np.asarray(only)[single], np.argmax(best, axis=1)[single])
