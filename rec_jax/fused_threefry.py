@@ -20,6 +20,8 @@ normal, under jit and vmap).
 Keys of other implementations, threefry keys while ``jax_threefry_partitionable`` is off
 (their bits would differ), and every key when JAX's default backend is not the CPU (GPUs
 lower threefry to a fused kernel of their own) are returned unchanged by :func:`as_fused`.
+``jax.random.poisson`` accepts only JAX's own threefry keys: code that draws from it passes
+:func:`as_standard` of its key (the same bits).
 """
 from __future__ import annotations
 
@@ -141,6 +143,15 @@ def as_fused(key: jax.Array) -> jax.Array:
     if jax.default_backend() != "cpu":  # GPUs have JAX's own fused threefry kernel
         return key
     return jax.random.wrap_key_data(jax.random.key_data(key), impl=FUSED_THREEFRY)
+
+
+def as_standard(key: jax.Array) -> jax.Array:
+    """A fused key re-typed back to JAX's own threefry (the same key data, the same draws);
+    other keys unchanged. For the one sampler JAX restricts to its own threefry keys,
+    ``jax.random.poisson``."""
+    if key.dtype != _fused_dtype():
+        return key
+    return jax.random.wrap_key_data(jax.random.key_data(key), impl="threefry2x32")
 
 
 def key_dtype_like(key_dtype):

@@ -65,3 +65,26 @@ def test_engine_draws_the_same_with_and_without_the_fused_keys(monkeypatch):
 
     fused, plain = run(streams), run(streams + 1)
     jax.tree.map(np.testing.assert_array_equal, fused, plain)
+
+
+@pytest.mark.slow
+def test_every_registered_policy_draws_the_same_with_fused_keys(monkeypatch):
+    """A policy whose sampler refuses the fused keys (jax.random.poisson did) fails only from
+    FUSED_PRNG_MIN_STREAMS streams on, which the fast tests do not reach."""
+    from rec_jax.online import EngineConfig, engine, make_run
+    from rec_jax.policies import make_policy, policy_names
+    from rec_jax.policies.base import PolicySpec
+    from rec_jax.sim import make_env
+
+    sim, env_params = make_env("linear", num_items=12, dim=4, seed=0)
+    spec = PolicySpec(num_items=12, feature_dim=4)
+    streams = engine.FUSED_PRNG_MIN_STREAMS
+    for name in policy_names():
+        policy, params = make_policy(name, spec)
+        rewards = []
+        for threshold in (streams, streams + 1):  # fused, then JAX's own threefry
+            monkeypatch.setattr(engine, "FUSED_PRNG_MIN_STREAMS", threshold)
+            run = make_run(EngineConfig(num_streams=streams), policy, sim, spec=spec)
+            _, metrics = jax.jit(run.run, static_argnums=3)(jax.random.key(1), params, env_params, 2)
+            rewards.append(np.asarray(metrics["reward"]))
+        np.testing.assert_array_equal(rewards[0], rewards[1], err_msg=name)

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from rec_jax.fused_threefry import as_standard
 from rec_jax.policies import _common, _factored, _ridge
 from rec_jax.policies._slates import sampled_topk_slate
 from rec_jax.policies.registry import PolicyInfo
@@ -99,7 +100,8 @@ def make_bootstrapped_heads(spec: PolicySpec, num_heads: int = 8) -> Policy:
         items, rewards = _common.as_slots(action, reward, k)
         xs = _factored.rows(obs.features, items)  # [K, D]
         m = state.z.shape[0]
-        weights = jax.random.poisson(key, 1.0, (m, xs.shape[0])).astype(jnp.float32)  # [M, K]
+        # poisson takes only JAX's own threefry keys (the engine's may be fused: same bits)
+        weights = jax.random.poisson(as_standard(key), 1.0, (m, xs.shape[0])).astype(jnp.float32)  # [M, K]
         root = jnp.sqrt(weights)
 
         def one_head(ridge, w_root):
