@@ -82,17 +82,23 @@ def _threefry2x32_vmap(axis_size, in_batched, k1, k2, x1, x2):
     return threefry2x32(*args), (True, True)
 
 
+_MAX_DRAWS = 2**32 - 1  # counters whose high word is 0: every size this module computes itself
+
+
 def _counters(shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
     """(high, low) uint32 words of each element's row-major flat index, as JAX's
-    partitionable threefry counts them; sizes below 2^32 (high words 0)."""
-    size = int(np.prod(shape, dtype=np.int64))
-    if size >= 2**32:
-        raise NotImplementedError(f"fused threefry: {size} draws in one call; at most 2^32 - 1 are supported")
-    low = jax.lax.iota(np.uint32, size).reshape(shape) if shape else jnp.zeros((), np.uint32)
+    partitionable threefry counts them, for sizes up to ``_MAX_DRAWS`` (high words 0)."""
+    low = jax.lax.iota(np.uint32, _size(shape)).reshape(shape) if shape else jnp.zeros((), np.uint32)
     return jnp.zeros(shape, np.uint32), low
 
 
+def _size(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
 def _split(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    if _size(shape) > _MAX_DRAWS:  # 64-bit counters: JAX's own (rolled) hash, the same bits
+        return threefry_prng_impl.split(key, tuple(shape))
     hi, lo = _counters(tuple(shape))
     b1, b2 = threefry2x32(key[0], key[1], hi, lo)
     return jnp.stack([b1, b2], axis=-1)
@@ -107,6 +113,8 @@ def _fold_in(key: jax.Array, data) -> jax.Array:
 def _random_bits(key: jax.Array, bit_width: int, shape: tuple[int, ...]) -> jax.Array:
     if bit_width not in (8, 16, 32, 64):
         raise TypeError(f"fused threefry: bit_width must be 8, 16, 32 or 64, got {bit_width}")
+    if _size(shape) > _MAX_DRAWS:  # 64-bit counters: JAX's own (rolled) hash, the same bits
+        return threefry_prng_impl.random_bits(key, bit_width, tuple(shape))
     hi, lo = _counters(tuple(shape))
     b1, b2 = threefry2x32(key[0], key[1], hi, lo)
     if bit_width == 64:

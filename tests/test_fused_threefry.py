@@ -38,6 +38,15 @@ def test_every_primitive_matches_jax_threefry_under_jit_and_vmap():
     jax.tree.map(np.testing.assert_array_equal, got, want)
 
 
+def test_draws_past_the_32_bit_counters_fall_back_to_jax_bits(monkeypatch):
+    from rec_jax import fused_threefry
+
+    monkeypatch.setattr(fused_threefry, "_MAX_DRAWS", 5)  # so that 6 draws take the 64-bit path
+    key = jax.random.key(7)
+    for draw in (lambda k: jax.random.uniform(k, (6,)), lambda k: jax.random.key_data(jax.random.split(k, 6))):
+        np.testing.assert_array_equal(np.asarray(draw(as_fused(key))), np.asarray(draw(key)))
+
+
 def test_other_implementations_pass_through_and_bad_input_is_named():
     rbg = jax.random.key(0, impl="rbg")
     assert as_fused(rbg).dtype == rbg.dtype

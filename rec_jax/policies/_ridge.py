@@ -243,8 +243,10 @@ def ridge_policy(spec, act, act_fixed=None):
                 return ridge_update_item_variances(state, items, rewards, params.reg, params.refactor_every, features)
 
             def merge_f(state, new_states):
-                raise NotImplementedError("the fixed-features ridge form is per-stream only (the engine uses the "
-                                          "plain form in shared mode)")
+                # Deliberately refused, not missing: completing the deferred Gram matrix needs the
+                # item features, which merge is not given; shared mode uses the plain form.
+                raise ValueError("merge: the fixed-features ridge form is per-stream only; shared mode "
+                                 "expects the plain policy (the engine picks it)")
 
             return Policy(init=init_f, act=act_f, update=update_f, merge=merge_f)
 

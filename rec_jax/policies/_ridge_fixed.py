@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rec_jax.policies._ridge import RidgeState, clip_reg, init_ridge, quadratic_forms, ridge_inverse
+from rec_jax.policies._ridge import (RidgeState, _quad_forms, clip_reg, init_ridge, quadratic_forms,
+                                     ridge_inverse)
 
 
 @struct.dataclass
@@ -52,7 +53,11 @@ def init_item_variances(feature_dim: int, num_items: int) -> ItemVarianceRidgeSt
 
 def full_gram(state: ItemVarianceRidgeState, features: jax.Array) -> jax.Array:
     """f32[D, D] sum of x x^T over every update so far: ``gram + X^T diag(pending) X``."""
-    return state.gram + (features * state.pending[:, None]).T @ features
+    return _completed(state.gram, state.pending, features)
+
+
+def _completed(gram, pending, features):
+    return gram + (features * pending[:, None]).T @ features
 
 
 def acting_variances(state: ItemVarianceRidgeState, features: jax.Array, reg) -> jax.Array:
@@ -116,10 +121,10 @@ def ridge_update_item_variances(state: ItemVarianceRidgeState, items: jax.Array,
 
 
 def _refreshed(gram, pending, reg, b, features):
-    gram = gram + (features * pending[:, None]).T @ features
+    gram = _completed(gram, pending, features)
     inv = ridge_inverse(gram, reg)
     theta = inv @ b
-    var = jnp.maximum(jnp.sum((features @ inv) * features, axis=-1), 0.0)
+    var = jnp.maximum(_quad_forms(features, inv), 0.0)
     return gram, inv, var, theta, features @ theta
 
 
