@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from rec_jax.fused_threefry import as_fused
 from rec_jax.models.base import tied_scores
 from rec_jax.policies._common import CountsState
 from rec_jax.policies.base import Observation
@@ -128,7 +129,8 @@ def _serve_from_h(policy, num_items, slate_size, eval_k, mask_seen, head, policy
     logits = tied_scores(h, head.table, num_items) + head.bias
     real = jnp.arange(num_items + 1) > 0
     available = (~seen[users] & real) if mask_seen else jnp.broadcast_to(real, logits.shape)
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(event_ids)
+    fused = as_fused(key)  # the same bits, hashed in one fused loop (rec_jax.fused_threefry)
+    keys = jax.vmap(lambda i: jax.random.fold_in(fused, i))(event_ids)
     slate, propensity, ranked = slates_from_logits(policy, policy_params, keys, logits, available, slate_size,
                                                    fast_epsilon, ranked_len=max(eval_k, slate_size))
     return Served(slate=slate, propensity=propensity, topk=ranked[:, :eval_k].astype(jnp.int32))
