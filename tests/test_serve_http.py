@@ -160,6 +160,7 @@ def test_incremental_states_give_the_full_reencode_slates(capacity):
                     jax.random.key(1), model_version="t")
     rng = np.random.default_rng(0)
     histories = {u: [] for u in ("a", "b", "c")}
+    excluded = {}
     for step in range(12):  # one or two new items (folded), three (rebuild), none (stored h)
         users = list(rng.choice(list(histories), size=2, replace=False))
         requests = []
@@ -168,11 +169,13 @@ def test_incremental_states_give_the_full_reencode_slates(capacity):
             size = min([1, 0, 2, 3][step % 4], L - len(histories[u]))  # up to L items: the windowed model exactly
             new = [int(i) for i in rng.choice(pool, size=size, replace=False)]
             histories[u] += new
-            requests.append(RankRequest(user=u, events=tuple(new), slate_size=4))
+            excluded[u] = tuple(int(i) for i in rng.choice(N, size=step % 3, replace=False) + 1)  # 0-2 items
+            requests.append(RankRequest(user=u, events=tuple(new), slate_size=4, exclude=excluded[u]))
         for u, out in zip(users, ranker.rank(requests)):
             assert out.context == histories[u]
             if histories[u]:  # (a cold-start user's scores all tie: greedy breaks ties at random)
-                assert out.slate == _greedy_reference(histories[u], histories[u], 4), (step, u)
+                reference = _greedy_reference(histories[u], histories[u] + list(excluded[u]), 4)
+                assert out.slate == reference, (step, u)
 
 
 def test_epsilon_greedy_propensities_are_exact_and_match_frequencies():

@@ -261,18 +261,23 @@ class Ranker:
         """bool[R, N+1]: the items each request may be shown (candidates, minus exclusions,
         minus everything the user consumed, the request's events included)."""
         allowed = np.ones((len(requests), self.num_items + 1), bool)
+        # index arrays, not Python lists: a user's history grows without bound, and turning it
+        # into a list per request made a 32-request batch 2.1 -> 3.5 ms as histories went from
+        # 30 to 600 items (the service's p99 drifted up with them)
         rows, cols = [], []
         for i, r in enumerate(requests):
             if r.candidates is not None:
                 allowed[i] = False
                 allowed[i, list(r.candidates)] = True
-            taken = list(r.exclude) + list(r.events)
+            if r.exclude or r.events:
+                cols.append(np.asarray(tuple(r.exclude) + tuple(r.events), np.int64))
+                rows.append(np.full(len(cols[-1]), i))
             uid = self.user_ids.get(r.user)
-            if uid is not None:
-                taken += self.history.items[uid, : int(self.history.lengths[uid])].tolist()
-            rows += [i] * len(taken)
-            cols += taken
-        allowed[rows, cols] = False
+            if uid is not None and self.history.lengths[uid]:
+                cols.append(self.history.items[uid, : int(self.history.lengths[uid])])
+                rows.append(np.full(len(cols[-1]), i))
+        if rows:
+            allowed[np.concatenate(rows), np.concatenate(cols)] = False
         allowed[:, 0] = False
         return allowed
 
