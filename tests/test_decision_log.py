@@ -116,31 +116,3 @@ def test_parquet_export_is_what_ope_reads(tmp_path):
     hist = last_histories(tmp_path / "d.db")
     # u0: d3 (context [4]) clicked slots 0 and 2 of (4, 7, 9); d4 (u1) and d5 (u2) have no reward
     assert hist == {"u0": [4, 4, 9], "u1": [5], "u2": [6]}
-
-
-def test_the_wal_is_checkpointed_by_the_background_thread_not_inside_commits(tmp_path):
-    """The writer's automatic checkpoint is off (it ran inside a commit: p99 of a log cycle
-    7.9-10 ms); the checkpointer thread copies the WAL into the database file. Without it the
-    database file would hold only its schema pages while the WAL grows."""
-    import time
-
-    from rec_jax.serve.http import decision_log
-
-    log = DecisionLog(tmp_path / "d.db")
-    try:
-        assert log.con.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
-        for start in range(0, 3000, 100):
-            log.log_decisions([_decision(i) for i in range(start, start + 100)]).result()
-        db, wal = tmp_path / "d.db", tmp_path / "d.db-wal"
-        assert wal.stat().st_size > 500_000  # the rows went to the WAL first
-        deadline = time.monotonic() + 10 * decision_log.CHECKPOINT_EVERY_S + 5
-        # 3,000 rows take some 300 KB of pages; without a checkpoint the file holds the schema only
-        while db.stat().st_size < 200_000 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert db.stat().st_size >= 200_000 and log.checkpoints >= 1
-        reader = sqlite3.connect(db)
-        assert reader.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 3000
-        reader.close()
-    finally:
-        log.close()
-    assert not (tmp_path / "d.db-wal").exists()  # the last connection checkpointed and removed it

@@ -18,9 +18,7 @@ Group commit: every write (a micro-batch of decisions, one reward) is a job on o
 queue; the writer thread takes whatever jobs are waiting, runs them in ONE
 transaction, commits, and only then completes each job's future. So a reward is
 acknowledged after it is committed, and the cost of a commit is shared by every
-request that arrived meanwhile. A second thread copies the WAL into the database file
-(``PRAGMA wal_checkpoint(PASSIVE)`` every ``CHECKPOINT_EVERY_S``), so no commit waits for a
-checkpoint.
+request that arrived meanwhile.
 
 Tables (JSON arrays as text, written by orjson):
 
@@ -61,12 +59,6 @@ SCHEMA = (
 )
 SYNC_MODES = ("normal", "full")
 MAX_JOBS_PER_COMMIT = 4096  # bounds one transaction (and the latency of the first job in it)
-# The WAL is copied into the database file by a background thread (PASSIVE checkpoints, which
-# never wait for the writer), not by the writer's automatic checkpoint, which ran inside a
-# commit every ~1,000 pages: a cycle of 8 decisions and 8 rewards had p99 7.9-10.0 ms with it,
-# 1.0-1.1 ms without (p50 0.5 ms both; 200,000-400,000 decisions).
-CHECKPOINT_EVERY_S = 0.5
-WAL_LIMIT_BYTES = 64 << 20  # a WAL still larger after a passive checkpoint is reset (TRUNCATE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,14 +130,8 @@ class DecisionLog:
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.commits = 0  # transactions committed (for /metrics: jobs per commit)
         self.jobs_committed = 0
-        self.con.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
         self.thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
         self.thread.start()
-        self.stopping = threading.Event()
-        self.checkpoints = 0  # background checkpoints run
-        self.checkpointer = threading.Thread(target=self._checkpoint_loop, name="decision-log-checkpoint",
-                                             daemon=True)
-        self.checkpointer.start()
 
     # ---- the API (any thread) ---------------------------------------------------------
     def log_decisions(self, decisions: list[Decision]) -> concurrent.futures.Future:
@@ -165,26 +151,10 @@ class DecisionLog:
 
     def close(self) -> None:
         """Commit what is queued, stop the writer, close the connection."""
-        self.stopping.set()
-        self.checkpointer.join()
         if self.thread.is_alive():
             self.jobs.put(None)
             self.thread.join()
-        self.con.close()  # the last connection to close checkpoints the rest and removes the WAL
-
-    def _checkpoint_loop(self) -> None:
-        con = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        con.execute("PRAGMA busy_timeout=1000")
-        wal = Path(f"{self.path}-wal")
-        while not self.stopping.wait(CHECKPOINT_EVERY_S):
-            try:
-                con.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                self.checkpoints += 1
-                if wal.exists() and wal.stat().st_size > WAL_LIMIT_BYTES:
-                    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # waits for the writer between commits
-            except sqlite3.Error:  # busy: try again next time (commits do not depend on checkpoints)
-                continue
-        con.close()
+        self.con.close()
 
     def _submit(self, job) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
