@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import hmac
 import os
 import sys
@@ -126,6 +127,11 @@ class Service:
                                self.metrics, reload=self.reload if self.publish_dir else None, reload_s=cfg.reload_s)
         self.previous_version = previous
         self.restored_users = len(histories)
+        # The model, JAX's caches and the compiled steps are some 230,000 objects that live as
+        # long as the service: out of the collector's reach, a full collection does not traverse
+        # them (in the load test's client, ~140,000 such objects made 83-108 ms pauses).
+        gc.collect()
+        gc.freeze()
         self.ready = True
 
     def reload(self) -> None:
