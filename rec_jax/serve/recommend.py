@@ -123,14 +123,22 @@ def slate_by_single_picks(policy, policy_params, key, scores, available, slate_s
     return slate.astype(jnp.int32), propensity
 
 
+def event_keys(key, event_ids):
+    """key[B]: ``fold_in(key, event_ids[b])``, one key per event, on the key re-typed by
+    :func:`rec_jax.fused_threefry.as_fused` (the same bits; its hash compiles to one fused loop
+    instead of JAX's rolled 5-trip loops: 1,740 -> 1,020 XLA:CPU thunks for an HTTP rank step
+    of 8 rows, 5-10% of the step)."""
+    fused = as_fused(key)
+    return jax.vmap(lambda i: jax.random.fold_in(fused, i))(event_ids)
+
+
 def _serve_from_h(policy, num_items, slate_size, eval_k, mask_seen, head, policy_params, seen, key, h, users,
                   event_ids, fast_epsilon=False):
     """Scores f32[B, N+1] from user vectors, seen-masking, the policy's slates, the top-k."""
     logits = tied_scores(h, head.table, num_items) + head.bias
     real = jnp.arange(num_items + 1) > 0
     available = (~seen[users] & real) if mask_seen else jnp.broadcast_to(real, logits.shape)
-    fused = as_fused(key)  # the same bits, hashed in one fused loop (rec_jax.fused_threefry)
-    keys = jax.vmap(lambda i: jax.random.fold_in(fused, i))(event_ids)
+    keys = event_keys(key, event_ids)
     slate, propensity, ranked = slates_from_logits(policy, policy_params, keys, logits, available, slate_size,
                                                    fast_epsilon, ranked_len=max(eval_k, slate_size))
     return Served(slate=slate, propensity=propensity, topk=ranked[:, :eval_k].astype(jnp.int32))

@@ -116,9 +116,8 @@ class Server:
         # are: an uncommitted argument is another jit cache key, so the first step after an
         # online update (whose head is committed) recompiled each bucket (measured: 1.3-2 s
         # each, 8.5 of the 10.3 s of a whole-log replay at batch 256).
-        self.device = jax.devices()[0]
         (self.params, self.key, self.store, self.seen, self.head_state, self.feedback) = jax.device_put(
-            (params, key, self.store, self.seen, self.head_state, self.feedback), self.device)
+            (params, key, self.store, self.seen, self.head_state, self.feedback), jax.devices()[0])
         self.since_update = 0
         self.num_updates = 0
         self.rebuilt_rows = 0

@@ -16,10 +16,8 @@ exclusions; the policy picks a K-slate slot by slot from it
 (:func:`rec_jax.serve.recommend.slates_from_logits`), so the caller may return the
 first k <= K slots (exactly a k-slate) for a request that asks for fewer.
 
-Randomness: ``fold_in(key, event_ids[b])``, one id per decision, on the key re-typed by
-:func:`rec_jax.fused_threefry.as_fused` (the same bits; its hash compiles to one fused loop
-instead of JAX's rolled 5-trip loops: 1,740 -> 1,020 XLA:CPU thunks for a step of 8
-rows, 5-10% of the step).
+Randomness: ``fold_in(key, event_ids[b])``, one id per decision
+(:func:`rec_jax.serve.recommend.event_keys`).
 The store is donated: the rows are gathered in one jitted call and the B changed
 rows scattered back by a second, donated one (on XLA:CPU one call doing both copied
 the whole store; see :func:`rec_jax.serve.recommend.make_recommend`).
@@ -29,9 +27,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rec_jax.fused_threefry import as_fused
 from rec_jax.models.base import tied_scores
-from rec_jax.serve.recommend import slates_from_logits
+from rec_jax.serve.recommend import event_keys, slates_from_logits
 
 
 def make_rank_step(inc, policy, *, num_items: int, slate_size: int, fast_epsilon: bool):
@@ -59,8 +56,7 @@ def make_rank_step(inc, policy, *, num_items: int, slate_size: int, fast_epsilon
                 # select here copied every row's whole K/V state (measured ~10% of the step).
                 state = jax.vmap(inc.write)(state, update)
         logits = tied_scores(h, head.table, num_items) + head.bias
-        fused = as_fused(key)  # the same bits, hashed in one fused loop (rec_jax.fused_threefry)
-        keys = jax.vmap(lambda i: jax.random.fold_in(fused, i))(event_ids)
+        keys = event_keys(key, event_ids)
         slate, propensity, greedy = slates_from_logits(policy, policy_params, keys, logits, available, slate_size,
                                                   fast_epsilon)
         return slate, propensity, greedy.astype(jnp.int32), (tuple(updates), h)
