@@ -58,3 +58,35 @@ def test_row_max_and_packed_tie_count_match_numpy():
         np.testing.assert_array_equal(np.asarray(count), best.sum(axis=1))
         single = best.sum(axis=1) == 1
         np.testing.assert_array_equal(np.asarray(only)[single], np.argmax(best, axis=1)[single])
+
+
+def test_greedy_path_equals_the_epsilon_path_at_epsilon_zero():
+    """A static epsilon of 0 (LinUCB, UCB, greedy) draws its tie-breaking uniform only in the
+    rare branch: the same picks, propensities and marginals as the general path given a
+    traced 0, from the same keys, with and without ties, under vmap and for one stream."""
+    rng = np.random.default_rng(5)
+    s, n = 48, 21
+    values = rng.integers(0, 3, (s, n)).astype(np.float32)  # many exact ties
+    values[: s // 3] += rng.random((s // 3, n)).astype(np.float32)  # a third: no ties
+    values[s - 1] = np.nan  # NaN ranks lowest: every item ties
+    available = rng.random((s, n)) < 0.8
+    available[s - 2] = False  # nothing available: item 0
+    keys = jax.random.split(jax.random.key(7), s)
+
+    def act(eps_static):
+        def one(key, v, a, eps):
+            return _slates.epsilon_ranked_slate(key, v, a, 0.0 if eps_static else eps, 1)
+        return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None)))
+
+    eps0 = jnp.float32(0.0)
+    for draw in range(3):  # three different key sets: different tie-breaks
+        ks = jax.vmap(lambda k: jax.random.fold_in(k, draw))(keys)
+        got = act(True)(ks, values, available, eps0)
+        want = act(False)(ks, values, available, eps0)
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+    one = jax.jit(lambda k, v, a: _slates.epsilon_ranked_slate(k, v, a, 0.0, 1))
+    pick, info = one(keys[s - 1], values[s - 1], available[s - 1])
+    want_pick, want_info = act(False)(keys, values, available, eps0)
+    assert int(pick) == int(want_pick[s - 1])
+    assert float(info.propensity) == float(want_info.propensity[s - 1])

@@ -1,5 +1,5 @@
 """LinUCB's per-item variances and means kept by rank-one updates, with the Gram matrix
-completed only at re-factorisations (fixed item features): equal to a float64
+formed from per-item update counts only at re-factorisations (fixed item features): equal to a float64
 recomputation over 10,000 random updates with the periodic refresh; the engine uses them
 exactly when the features are fixed and falls back otherwise."""
 import jax
@@ -50,11 +50,12 @@ def test_incremental_variances_match_float64_over_10000_updates():
                 worst_mean = max(worst_mean, float(np.max(np.abs(kept_mean[step, s] - mean)) / np.max(np.abs(mean))))
     assert worst < 1e-4, worst
     assert worst_mean < 1e-4, worst_mean
-    # update 10,000 re-factorised: the Gram matrix is complete, the sum of every x x^T
+    # the Gram matrix of the counts is the sum of every x x^T
     for s in range(streams):
         full = _ridge_fixed.full_gram(jax.tree.map(lambda a: a[s], final), f)
         np.testing.assert_allclose(full, grams[s], rtol=1e-5, atol=1e-5 * np.max(np.abs(grams[s])))
-    assert float(np.max(np.asarray(final.pending))) == 0.0
+    np.testing.assert_array_equal(np.asarray(final.counts), np.stack([np.bincount(items[:, s], minlength=n)
+                                                                      for s in range(streams)]))
 
 
 def _engine(policy_name="linucb", mode="per_stream", **env_kwargs):
@@ -73,7 +74,7 @@ def test_engine_keeps_variances_only_with_fixed_features_per_stream():
     ps = state.policy_state
     assert isinstance(ps, _ridge_fixed.ItemVarianceRidgeState)
     x = np.asarray(env_params.item_features, np.float64)
-    assert float(np.sum(np.asarray(ps.pending))) == 3 * (20 % 7)  # updates since the last refactor (step 14)
+    assert float(np.sum(np.asarray(ps.counts))) == 3 * 20  # one update per stream and step
     for s in range(3):
         gram = np.asarray(_ridge_fixed.full_gram(jax.tree.map(lambda a: a[s], ps), env_params.item_features), np.float64)
         np.testing.assert_allclose(ps.var[s], _float64_variances(x, gram, 1.0), rtol=1e-4)
@@ -85,7 +86,7 @@ def test_engine_keeps_variances_only_with_fixed_features_per_stream():
     ps = state.policy_state
     gram = np.asarray(_ridge_fixed.full_gram(jax.tree.map(lambda a: a[0], ps), env_params.item_features), np.float64)
     np.testing.assert_allclose(ps.var[0], _float64_variances(x, gram, 3.0), rtol=1e-4)
-    assert float(np.sum(np.asarray(ps.pending[0]))) == 40 - 35  # refactors at 21 (new reg), 28, 35
+    assert float(np.sum(np.asarray(ps.counts[0]))) == 40
     for kwargs in ({"mode": "shared"}, {"perturb_features": True}):  # fall back to recomputing
         engine, params, env_params = _engine(**kwargs)
         state = jax.eval_shape(engine.init_run, jax.random.key(0), params, env_params)

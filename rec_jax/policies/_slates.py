@@ -99,6 +99,8 @@ def epsilon_ranked_slate(key, values, available, epsilon, slate_size):
     mask = effective_available(available, k_slots)
     eps = jnp.clip(jnp.asarray(epsilon, jnp.float32), 0.0, 1.0)
     if k_slots == 1:
+        if isinstance(epsilon, (int, float)) and epsilon == 0:
+            return _greedy_argmax(key, values, mask)
         return _epsilon_argmax(key, values, mask, eps)
     v = _finite(values)
     # One draw per act (few PRNG calls keep compile times down): per slot a coin,
@@ -150,6 +152,47 @@ def _epsilon_argmax(key, values, mask, eps):
     probs = (1.0 - eps) * best / nb + eps * mask / nl  # f32[N], the marginal (dropped when unused)
     prop = (1.0 - eps) * best[pick] / nb + eps * mask[pick] / nl  # = probs[pick], without a pass over N
     return _finish(pick[None], prop[None], probs[None], 0, 1)
+
+
+def _greedy_argmax(key, values, mask):
+    """:func:`_epsilon_argmax` for an epsilon of 0 known when tracing (LinUCB, UCB, greedy):
+    the same pick, propensity and marginal, from the same draw; the draw is made only in
+    the rare branch that needs it (a stream with tied best items), so that the common path
+    hashes no per-stream uniforms."""
+    v_left = jnp.where(mask, _finite(values), -jnp.inf)
+    top = _row_max(v_left)
+    best = mask & (v_left == top)
+    num_best, only_best = _count_and_only_index(best)
+    pick = _tied_pick_unless(key, values, top, mask, num_best, only_best, num_best != 1)
+    nb = num_best.astype(jnp.float32)
+    probs = best / nb
+    prop = best[pick] / nb
+    return _finish(pick[None], prop[None], probs[None], 0, 1)
+
+
+def _tied_nth(key, values, top, mask, num_best):
+    """The pick among ``num_best`` tied best items: the (j+1)-th, j from the second of three
+    uniforms of ``key`` (the draw :func:`_epsilon_argmax` makes, so the same pick)."""
+    u = jax.random.uniform(key, (3,))
+    j = jnp.minimum((u[..., 1] * num_best.astype(jnp.float32)).astype(jnp.int32), num_best - 1)
+    explore = jnp.zeros(j.shape, bool)
+    return _pool_nth(values, top, mask, explore, j)
+
+
+@jax.custom_batching.custom_vmap
+def _tied_pick_unless(key, values, top, mask, num_best, known, unknown):
+    """``_tied_nth(...)`` where ``unknown``, else ``known``; under vmap the draw and the
+    prefix count run only when some stream of the batch has a tie."""
+    return jax.lax.cond(unknown, lambda: _tied_nth(key, values, top, mask, num_best), lambda: known)
+
+
+@_tied_pick_unless.def_vmap
+def _tied_pick_unless_vmap(axis_size, in_batched, key, values, top, mask, num_best, known, unknown):
+    full = lambda x, b: x if b else jnp.broadcast_to(x, (axis_size,) + jnp.shape(x))
+    key, values, top, mask, num_best, known, unknown = (
+        full(x, b) for x, b in zip((key, values, top, mask, num_best, known, unknown), in_batched))
+    rare = lambda: jnp.where(unknown, jax.vmap(_tied_nth)(key, values, top, mask, num_best), known)
+    return jax.lax.cond(jnp.any(unknown), rare, lambda: known), True
 
 
 def _count_and_only_index(best):
