@@ -107,6 +107,7 @@ class Config:
     seed: int = 0  # root seed
     alpha: float = 1.0  # LinUCB alpha (when the policy has one)
     roofline: bool = True  # probe the machine's peak GFLOP/s and GB/s (~2 s) for roofline_fraction
+    repeats: int = 3  # time every chunk (and each NumPy reference) this many times; the median counts
 
 
 def _peak_rss_mb() -> float:
@@ -163,6 +164,8 @@ def main(cfg: Config) -> dict:
     from rec_jax.sim import make_env
 
     chunk = cfg.stream_chunk or cfg.streams
+    if cfg.repeats < 1:
+        raise ValueError(f"--repeats: expected an int >= 1, got {cfg.repeats}")
     if cfg.streams % chunk:
         raise ValueError(f"--stream-chunk {chunk} must divide --streams {cfg.streams}")
     if chunk % cfg.devices:
@@ -226,14 +229,21 @@ def main(cfg: Config) -> dict:
         reward_sum, checksum, run_s = 0.0, 0.0, 0.0
         thetas = []
         for c in range(num_chunks):
-            state = state0 if c == 0 else make_state(c)
-            jax.block_until_ready(state)
-            if cfg.numpy and c == 0:
-                thetas.append(np.asarray(state.env_state.theta))
-            t0 = time.perf_counter()
-            state, rewards = compiled(state)
-            jax.block_until_ready((state, rewards))
-            run_s += time.perf_counter() - t0
+            # The median of ``repeats`` runs from the same state (the same result each time: the
+            # first run also pays first-touch page faults, not the engine's steady state).
+            times = []
+            for rep in range(cfg.repeats):
+                state = state0 if c == 0 and rep == 0 else make_state(c)
+                jax.block_until_ready(state)
+                if cfg.numpy and c == 0 and rep == 0:
+                    thetas.append(np.asarray(state.env_state.theta))
+                t0 = time.perf_counter()
+                state, rewards = compiled(state)
+                jax.block_until_ready((state, rewards))
+                times.append(time.perf_counter() - t0)
+                if rep + 1 < cfg.repeats:
+                    del state, rewards
+            run_s += float(np.median(times))
             reward_sum += float(np.asarray(rewards, np.float64).sum())
             leaves = jax.tree.leaves(state)
             checksum += sum(
@@ -313,18 +323,21 @@ def main(cfg: Config) -> dict:
         theta_true = thetas[0]  # the first chunk's streams (same problem as the engine's)
         reg = float(getattr(policy_params, "reg", 1.0))
         noise = float(env_params.noise_std)
-        rng = np.random.default_rng(cfg.seed)
+        def timed(fn, *args, **kwargs):
+            """(reward sum, median seconds) of ``repeats`` runs, each from the same seed."""
+            runs = [fn(*args, np.random.default_rng(cfg.seed), **kwargs) for _ in range(cfg.repeats)]
+            return runs[0][0], float(np.median([t for _, t in runs]))
+
         if cfg.mode == "shared":
-            np_sum, np_s = numpy_batched_shared(X, theta_true, cfg.alpha, reg, noise, cfg.steps, rng)
+            np_sum, np_s = timed(numpy_batched_shared, X, theta_true, cfg.alpha, reg, noise, cfg.steps)
         else:
-            np_sum, np_s = numpy_batched_per_stream(X, theta_true, cfg.alpha, reg, noise, cfg.steps, rng)
-            inc_sum, inc_s = numpy_incremental_per_stream(X, theta_true, cfg.alpha, reg, noise, cfg.steps, rng)
+            np_sum, np_s = timed(numpy_batched_per_stream, X, theta_true, cfg.alpha, reg, noise, cfg.steps)
+            inc_sum, inc_s = timed(numpy_incremental_per_stream, X, theta_true, cfg.alpha, reg, noise, cfg.steps)
             result["numpy_incremental_steps_per_s"] = chunk * cfg.steps / inc_s
             result["numpy_incremental_reward_sum"] = inc_sum
         sub = min(cfg.loop_streams, chunk)
-        loop_sum, loop_s = numpy_loop(
-            X, theta_true[:sub], cfg.alpha, reg, noise, cfg.loop_steps, rng, shared=cfg.mode == "shared"
-        )
+        loop_sum, loop_s = timed(numpy_loop, X, theta_true[:sub], cfg.alpha, reg, noise, cfg.loop_steps,
+                                 shared=cfg.mode == "shared")
         result["numpy_batched_steps_per_s"] = chunk * cfg.steps / np_s
         result["numpy_batched_reward_sum"] = np_sum  # first chunk only; compare with final_reward_sum / chunks
         result["numpy_loop_steps_per_s"] = sub * cfg.loop_steps / loop_s
