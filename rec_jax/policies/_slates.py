@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 
 from rec_jax.policies.base import EXACT, MONTE_CARLO, MONTE_CARLO_FLOORED, ActInfo
+from rec_jax.topk import chunked as _chunked
+from rec_jax.topk import from_total_order_key, top_k, total_order_key
 
 # Finite stand-in for -inf / NaN values so ranking keys stay ordered.
 _LOWEST = -3.0e38
@@ -380,7 +382,7 @@ def sampled_topk_slate(key, sample_fn: Callable, available, slate_size, num_mc_s
     scores = sample_fn(key, num_mc_samples)  # [S, N], one batched draw
     n = scores.shape[-1]
     scores = jnp.where(mask[None], scores, -jnp.inf)
-    _, top = jax.lax.top_k(scores, k_slots)  # [S, K]
+    _, top = top_k(scores, k_slots)  # [S, K]; rec_jax.topk: lax.top_k is a slow sort inside the engine's scan
     picks = top[0]
     marginal = jnp.mean(jax.nn.one_hot(top, n, dtype=jnp.float32), axis=0)
     prefix_match = jnp.cumprod(top == picks[None], axis=1)  # [S, K]
@@ -390,34 +392,12 @@ def sampled_topk_slate(key, sample_fn: Callable, available, slate_size, num_mc_s
                    MONTE_CARLO_FLOORED)
 
 
-
 def _row_max(v):
-    """max over the last axis of f32 ``v`` (no NaN), reduced as order-preserving int32 keys.
+    """max over the last axis of f32 ``v`` (no NaN), reduced as order-preserving int32 keys
+    (:func:`rec_jax.topk.total_order_key`; -0.0 keys just below +0.0, and they compare equal
+    afterwards anyway, as floats).
 
     XLA:CPU hands an f32 row max to a library (YNN) reduction that took ~280 us on
     [4,096, 100]; the same max over int32 keys stays an XLA loop (~170 us, profiled in
-    the LinUCB engine; less again in slices, :func:`_chunked`). The key of a float's bits i is i for i >= 0 and i ^ 0x7FFFFFFF
-    below: a monotone map (-0.0 sorts just below +0.0; they compare equal afterwards
-    anyway, as floats), and its own inverse."""
-    i = jax.lax.bitcast_convert_type(v, jnp.int32)
-    key = jnp.where(i < 0, i ^ jnp.int32(0x7FFFFFFF), i)
-    m = _chunked(jnp.max, jnp.maximum, key)
-    return jax.lax.bitcast_convert_type(jnp.where(m < 0, m ^ jnp.int32(0x7FFFFFFF), m), jnp.float32)
-
-
-def _chunked(reduce, combine, x, width=32):
-    """``reduce(x, axis=-1)`` as one reduction per static slice of at most ``width`` items,
-    combined elementwise (``combine``: the reduction's binary op).
-
-    XLA:CPU rewrites a row reduction longer than 32 into a reduce-window that does not fuse
-    its producer, so the reduced values are first written out in full; slices of at most
-    32 are reduced in the fusion that computes them (LinUCB engine, N = 100, 4,096 streams:
-    2.2M -> 2.55M user-steps/s; 16, 20 or 50 wide were slower, 25 the same)."""
-    n = x.shape[-1]
-    if n <= width:
-        return reduce(x, axis=-1)
-    parts = [reduce(x[..., i:i + width], axis=-1) for i in range(0, n, width)]
-    out = parts[0]
-    for p in parts[1:]:
-        out = combine(out, p)
-    return out
+    the LinUCB engine; less again in slices, :func:`rec_jax.topk.chunked`)."""
+    return from_total_order_key(_chunked(jnp.max, jnp.maximum, total_order_key(v)))

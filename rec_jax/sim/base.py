@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from rec_jax.policies.base import Observation
+from rec_jax.topk import top_k
 
 
 @struct.dataclass
@@ -157,4 +158,4 @@ def as_slate(action: jax.Array) -> jax.Array:
 def best_slate_sum(values: jax.Array, slate_size: int) -> jax.Array:
     """Sum of the ``slate_size`` largest of ``values`` f32[N]: the best slate's expected
     reward when every shown item pays independently (f32[])."""
-    return jnp.sum(jax.lax.top_k(values, slate_size)[0])
+    return jnp.sum(top_k(values, slate_size)[0])  # rec_jax.topk: lax.top_k is a slow sort inside a scan

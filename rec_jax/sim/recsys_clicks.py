@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from rec_jax.sim.base import StepOutput
 from rec_jax.sim.recsys_dynamics import available_items
 from rec_jax.sim.recsys_params import RecsysParams, RecsysState
+from rec_jax.topk import top_k
 
 
 def match_scores(user: jax.Array, params: RecsysParams) -> jax.Array:
@@ -91,7 +92,7 @@ def best_expected_reward(attr: jax.Array, value: jax.Array, examination: jax.Arr
     num_items = attr.shape[0]
     if click_model == "pbm":
         k = min(slate_size, num_items)
-        top = jax.lax.top_k(attr * value, k)[0]
+        top = top_k(attr * value, k)[0]
         exam = -jnp.sort(-jnp.clip(examination, 0.0, 1.0))[:k]
         return jnp.sum(top * exam)
     # cascade: DP over items sorted by g descending; V_m[i] = best reward with m slots
@@ -114,10 +115,10 @@ def best_slate(attr: jax.Array, value: jax.Array, examination: jax.Array, click_
     click reward; for item-dependent g use :func:`best_expected_reward` for the value).
     """
     if click_model == "pbm":
-        top = jax.lax.top_k(attr * value, slate_size)[1]
+        top = top_k(attr * value, slate_size)[1]
         slots = jnp.argsort(-jnp.clip(examination, 0.0, 1.0))
         return jnp.zeros((slate_size,), jnp.int32).at[slots].set(top.astype(jnp.int32))
-    return jax.lax.top_k(attr, slate_size)[1].astype(jnp.int32)
+    return top_k(attr, slate_size)[1].astype(jnp.int32)
 
 
 def respond(keys: tuple[jax.Array, jax.Array, jax.Array], state: RecsysState, params: RecsysParams,
