@@ -7,15 +7,16 @@ recommends the argmax (slates: top-K) among the available items.
 
 Propensities are Monte Carlo: ``num_mc_samples`` posterior draws, draw 0 being the
 one that acts (see :func:`rec_jax.policies._slates.sampled_topk_slate`);
-ActInfo.num_mc_samples = num_mc_samples. The priors may be scalars or f32[N].
+ActInfo.num_mc_samples = num_mc_samples. The priors may be scalars or f32[N]. The Beta
+draws come from :mod:`rec_jax.policies._gamma_draws` (rejection over whole arrays).
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from flax import struct
 
 from rec_jax.policies import _common
+from rec_jax.policies._gamma_draws import beta_draws
 from rec_jax.policies._slates import sampled_topk_slate
 from rec_jax.policies.registry import PolicyInfo
 from rec_jax.policies.base import Policy, PolicySpec
@@ -51,14 +52,6 @@ def beta_posterior(state: _common.CountsState, params: ThompsonParams):
     return a0 + state.sums, b0 + state.counts - state.sums
 
 
-def _beta_draws(key, a, b, num):
-    """f32[num, N] Beta(a, b) draws from ONE log-gamma call (X / (X + Y), in log space)."""
-    n = a.shape[0]
-    log_g = jax.random.loggamma(key, jnp.concatenate([a, b]), (num, 2 * n))
-    log_x, log_y = log_g[:, :n], log_g[:, n:]
-    return jnp.exp(log_x - jnp.logaddexp(log_x, log_y))
-
-
 def make_thompson(spec: PolicySpec) -> Policy:
     """Bernoulli Thompson sampling for one stream."""
     _common.check_spec(spec, NAME)
@@ -70,7 +63,7 @@ def make_thompson(spec: PolicySpec) -> Policy:
         b = jnp.broadcast_to(b, obs.available.shape)
         return sampled_topk_slate(
             key,
-            lambda draw_key, num: _beta_draws(draw_key, a, b, num),
+            lambda draw_key, num: beta_draws(draw_key, a, b, num),
             obs.available,
             k,
             params.num_mc_samples,
