@@ -4,16 +4,18 @@ shapes below 1 (the boost), at 1 and above; under vmap and jit as in the engine.
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import stats
 
 from rec_jax.policies._gamma_draws import beta_draws, log_gamma_draws
 
 
-def test_gamma_draws_match_the_gamma_distribution():
+@pytest.mark.parametrize("buffer_divisor", [16, 2_000])  # the rejected fit the buffer / overflow it
+def test_gamma_draws_match_the_gamma_distribution(buffer_divisor):
     alphas = np.array([0.05, 0.3, 1.0, 2.5, 40.0], np.float32)
     num = 40_000
-    draws = np.exp(np.asarray(jax.jit(log_gamma_draws, static_argnums=2)(jax.random.key(0), alphas,
-                                                                            (num, alphas.size))), dtype=np.float64)
+    draw = jax.jit(log_gamma_draws, static_argnums=(2, 3))
+    draws = np.exp(np.asarray(draw(jax.random.key(0), alphas, (num, alphas.size), buffer_divisor)), dtype=np.float64)
     for j, a in enumerate(alphas):
         x = draws[:, j]
         assert abs(x.mean() - a) < 5 * np.sqrt(a / num), (a, x.mean())  # Var Gamma(a) = a
