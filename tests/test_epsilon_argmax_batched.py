@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rec_jax.policies import _slates
+from rec_jax.policies import _argmax_pick, _slates
 
 
 def _reference(v_left, mask, explore, j):
@@ -31,7 +31,7 @@ def test_vmapped_picks_match_numpy_for_shared_and_per_stream_masks():
         j = (rng.random(s) * count).astype(np.int32)
         only = np.argmax(best, axis=1).astype(np.int32)  # right only where a single best
         unknown = explore | (best.sum(axis=1) != 1)
-        fn = jax.jit(jax.vmap(_slates._nth_in_pool_unless, in_axes=(0, 0, 0 if batched_mask else None, 0, 0, 0, 0)))
+        fn = jax.jit(jax.vmap(_argmax_pick._nth_in_pool_unless, in_axes=(0, 0, 0 if batched_mask else None, 0, 0, 0, 0)))
         got = np.asarray(fn(jnp.asarray(v_left), jnp.asarray(top), jnp.asarray(mask), jnp.asarray(explore),
                             jnp.asarray(j), jnp.asarray(only), jnp.asarray(unknown)))
         want = [_reference(v_left[i], np.broadcast_to(mask, (s, n))[i], explore[i], j[i]) for i in range(s)]
@@ -51,10 +51,10 @@ def test_row_max_and_packed_tie_count_match_numpy():
         v[1, :] = -np.inf
         v[1, n // 2] = -1e30
         v[2, rng.integers(0, n, 3)] = 9.0  # a three-way tie for the best
-        top = np.asarray(jax.jit(jax.vmap(_slates._row_max))(jnp.asarray(v)))
+        top = np.asarray(jax.jit(jax.vmap(_argmax_pick._row_max))(jnp.asarray(v)))
         np.testing.assert_array_equal(top, v.max(axis=1))
         best = v == v.max(axis=1, keepdims=True)
-        count, only = jax.jit(jax.vmap(_slates._count_and_only_index))(jnp.asarray(best))
+        count, only = jax.jit(jax.vmap(_argmax_pick._count_and_only_index))(jnp.asarray(best))
         np.testing.assert_array_equal(np.asarray(count), best.sum(axis=1))
         single = best.sum(axis=1) == 1
         np.testing.assert_array_equal(np.asarray(only)[single], np.argmax(best, axis=1)[single])

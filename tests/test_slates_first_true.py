@@ -1,10 +1,10 @@
-"""_slates._first_true (the min-over-iota argmax of a bool mask) equals jnp.argmax, rows
+"""_argmax_pick._first_true (the min-over-iota argmax of a bool mask) equals jnp.argmax, rows
 with no True included, batched and not; _nth_true_scan finds the (j+1)-th True."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rec_jax.policies._slates import _first_true, _nth_true_scan
+from rec_jax.policies._argmax_pick import _first_true, _nth_true_scan
 
 
 def test_first_true_equals_argmax():
