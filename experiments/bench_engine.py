@@ -190,9 +190,9 @@ def main(cfg: Config) -> dict:
         policy, policy_params = make_policy(cfg.policy, spec)
         if hasattr(policy_params, "alpha"):
             policy_params = policy_params.replace(alpha=cfg.alpha)
-    engine = make_run(EngineConfig(num_streams=chunk, mode=cfg.mode), policy, sim, spec=spec)
-    engine.validate(policy_params, env_params)
     mesh = streams_mesh(jax.devices()[: cfg.devices]) if cfg.devices > 1 else None
+    engine = make_run(EngineConfig(num_streams=chunk, mode=cfg.mode), policy, sim, spec=spec, mesh=mesh)
+    engine.validate(policy_params, env_params)
 
     def measure(engine):
         """Compile and time ``engine`` on every stream chunk: its numbers as a dict."""

@@ -138,6 +138,9 @@ def _fused_dtype():
     return jax.random.key(0, impl=FUSED_THREEFRY).dtype
 
 
+FUSED_KEY_DTYPE = _fused_dtype()  # the dtype of this implementation's typed keys
+
+
 def as_fused(key: jax.Array) -> jax.Array:
     """``key`` (typed, any shape) re-typed to the fused implementation with the same key data
     when it is a standard threefry key in partitionable mode and JAX's default backend is

@@ -43,6 +43,34 @@ SCRIPT = textwrap.dedent(
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
             np.testing.assert_allclose(plain_state.policy_state.gram, sharded_state.policy_state.gram, rtol=1e-5)
             assert sharded_state.policy_state.gram.shape == (3, 3)
+
+    # make_run(..., mesh=): each device steps its own streams inside shard_map, with no
+    # collective in the step (the GSPMD program above all-reduces the rare-branch ``any``s).
+    config = EngineConfig(num_streams=16, log_tuples=True, log_context="none")
+    run = make_run(config, policy, sim)
+    mapped = make_run(config, policy, sim, mesh=mesh)
+    state0 = jax.jit(run.init_run)(jax.random.key(5), params, env_params)
+    plain_state, plain = jax.jit(run.run_chunk, static_argnums=1)(state0, 6)
+    gspmd_hlo = jax.jit(run.run_chunk, static_argnums=1).lower(shard_streams(state0, mesh), 6).compile().as_text()
+    assert "all-reduce(" in gspmd_hlo
+    chunk = jax.jit(mapped.run_chunk, static_argnums=1)
+    mapped_hlo = chunk.lower(shard_streams(state0, mesh), 6).compile().as_text()
+    assert not any(op in mapped_hlo for op in ("all-reduce(", "all-gather(", "all-to-all(", "collective-permute(")), \
+        [line for line in mapped_hlo.splitlines() if "all-" in line][:3]
+    mapped_state, out = chunk(shard_streams(state0, mesh), 6)
+    assert out["reward"].sharding.shard_shape(out["reward"].shape) == (6, 2), out["reward"].sharding
+    np.testing.assert_array_equal(plain["log"]["action"], out["log"]["action"])
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(out)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(plain_state), jax.tree.leaves(mapped_state)):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    try:
+        make_run(EngineConfig(num_streams=12), policy, sim, mesh=mesh)
+        raise AssertionError("12 streams on 8 devices accepted")
+    except ValueError as e:
+        assert "num_streams=12" in str(e) and "8" in str(e), e
     print("SHARDING_OK")
     """
 )
@@ -52,3 +80,20 @@ def test_sharded_streams_equal_unsharded():
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
     proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "SHARDING_OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_split_slice_equals_the_slice_of_the_full_split():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from rec_jax import fused_threefry
+    from rec_jax.online.sharding import split_slice
+
+    keys = (jax.random.key(3), fused_threefry.as_fused(jax.random.key(3)), jax.random.key(3, impl="rbg"))
+    sliced = jax.jit(split_slice, static_argnums=(1, 3))
+    for key in keys:
+        full = jax.random.key_data(jax.random.split(key, 40))
+        for start in (0, 8, 30):
+            got = jax.random.key_data(sliced(key, 40, jnp.int32(start), 10))
+            np.testing.assert_array_equal(got, full[start:start + 10], err_msg=str(key.dtype))

@@ -263,6 +263,15 @@ for mode in ("per_stream", "shared"):
     for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(sharded)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(plain_state.view_state.states.h, sharded_state.view_state.states.h, rtol=1e-5, atol=1e-5)
+    if mode == "per_stream":  # each device steps its own streams (make_run's mesh: shard_map)
+        mapped = make_run(EngineConfig(num_streams=8, mode=mode, log_tuples=True, log_context="none"), policy, sim,
+                          spec=spec, mesh=streams_mesh())
+        mapped_state, out = jax.jit(mapped.run_chunk, static_argnums=1)(sharded0, 2 * L)
+        np.testing.assert_array_equal(plain["log"]["action"], out["log"]["action"])
+        for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(out)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(plain_state.view_state.states.h, mapped_state.view_state.states.h, rtol=1e-5,
+                                   atol=1e-5)
 print("SHARDING_OK")
 """
 

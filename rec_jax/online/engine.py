@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.sharding import Mesh, PartitionSpec
 
 from rec_jax import fused_threefry
 from rec_jax.online.obs_batching import abstract as _abstract
@@ -53,6 +54,7 @@ from rec_jax.online.obs_batching import one_stream as _one_stream
 from rec_jax.online.obs_batching import traced_once as _traced_once
 from rec_jax.online.obs_batching import vmapped_out_axes as _vmapped_out_axes
 from rec_jax.online.rare_cond import when_any
+from rec_jax.online.sharding import STREAMS_AXIS, split_slice, stream_shardings
 from rec_jax.policies.base import Observation, Policy, PolicySpec
 from rec_jax.sim.base import Simulator
 
@@ -151,6 +153,7 @@ def make_run(
     spec: PolicySpec | None = None,
     validate_policy_params: Callable[[Any], None] | None = None,
     validate_env_params: Callable[[Any], None] | None = None,
+    mesh: Mesh | None = None,
 ) -> Run:
     """Build the pure ``init_run`` / ``run_chunk`` / ``run`` of one online study.
 
@@ -164,6 +167,15 @@ def make_run(
         else the registered simulator's validator, found through ``sim.name`` (or the
         params class), which also refuses a slate size the simulator does not serve;
         non-finite float leaves are always rejected.
+      mesh: per-stream mode only: a mesh with a ``"streams"`` axis
+        (:func:`rec_jax.online.sharding.streams_mesh`) whose devices each step their own
+        slice of the streams inside ``jax.shard_map``: no cross-device operation per
+        step (under plain GSPMD sharding, every batch-wide ``any`` of the rare-branch
+        conds becomes an all-reduce per step), the same numbers as the unsharded run
+        (each stream draws from ``split(key, S)[s]``). ``num_streams`` must be a
+        multiple of the axis size; ``run_chunk`` takes the state as ``shard_streams``
+        or ``rec_jax.distributed.init_sharded`` place it (or reshards it). Shared
+        mode ignores it (its merge sums over streams: XLA inserts the reductions).
 
     Returns a :class:`Run`. Metrics of ``run_chunk`` are a dict of arrays stacked
     over steps (no host round trips):
@@ -189,6 +201,10 @@ def make_run(
         )
     num_streams = config.num_streams
     shared = config.mode == "shared"
+    shards = 1 if mesh is None or shared else mesh.shape[STREAMS_AXIS]
+    if num_streams % shards:
+        raise ValueError(f"make_run: EngineConfig.num_streams={num_streams} is not a multiple of the mesh's "
+                         f"{shards} {STREAMS_AXIS!r} devices")
     policy_axis = None if shared else 0
 
     action_shape = () if config.slate_size == 1 else (config.slate_size,)
@@ -208,25 +224,32 @@ def make_run(
     def _fixed_policy() -> Policy:
         return policy.fixed_features() if policy.fixed_features is not None else policy
 
-    def _step_obs_axes(env_state: Any, env_params: Any, key_dtype: Any):
+    def _stream_keys(key: jax.Array, n: int) -> jax.Array:
+        """The per-stream keys of the ``n`` streams stepped here: ``split(key, S)``, or inside
+        the shard_map of a ``mesh`` run this device's slice of it."""
+        if n == num_streams:
+            return jax.random.split(key, num_streams)
+        return split_slice(key, num_streams, jax.lax.axis_index(STREAMS_AXIS) * n, n)
+
+    def _step_obs_axes(env_state: Any, env_params: Any, key_dtype: Any, n: int):
         """(sim.step traced once for one stream and keys of ``key_dtype``, the obs axes it
-        emits under vmap, its one-stream obs shapes): leaves it computes from the env params
-        alone come out unbatched (None)."""
+        emits under vmap over ``n`` streams, its one-stream obs shapes): leaves it computes
+        from the env params alone come out unbatched (None)."""
         keys = jax.ShapeDtypeStruct((), key_dtype)
         one_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), env_state)
         action = jax.ShapeDtypeStruct(action_shape, jnp.int32)
         sim_step, out_shape = _traced_once(sim.step, keys, one_state, action, _abstract(env_params))
         batched_args = (
-            jax.ShapeDtypeStruct((num_streams,), keys.dtype),
+            jax.ShapeDtypeStruct((n,), keys.dtype),
             env_state,
-            jax.ShapeDtypeStruct((num_streams,) + action_shape, jnp.int32),
+            jax.ShapeDtypeStruct((n,) + action_shape, jnp.int32),
             env_params,
         )
         return sim_step, _obs_axes(sim_step, (0, 0, 0, None), batched_args, out_shape[0]), out_shape[0]
 
-    def per_stream(x: jax.Array, axis) -> jax.Array:
-        """A leaf with the leading [S] axis (broadcast when held once)."""
-        return x if axis == 0 else jnp.broadcast_to(x, (num_streams,) + x.shape)
+    def per_stream(x: jax.Array, axis, n: int) -> jax.Array:
+        """A leaf with the leading axis of the ``n`` streams stepped here (broadcast when held once)."""
+        return x if axis == 0 else jnp.broadcast_to(x, (n,) + x.shape)
 
     def init_run(key: jax.Array, policy_params: Any, env_params: Any) -> RunState:
         """RunState at step 0: S simulator resets and the policy's initial state."""
@@ -243,7 +266,7 @@ def make_run(
         if shared:
             policy_state = policy.init(policy_key, spec)
         else:
-            _, step_axes, _ = _step_obs_axes(env_state, env_params, _step_keys_dtype(run_key.dtype))
+            _, step_axes, _ = _step_obs_axes(env_state, env_params, _step_keys_dtype(run_key.dtype), num_streams)
             fixed = o_axes.features is None and step_axes.features is None
             init = (_fixed_policy() if fixed else policy).init
             policy_state = jax.vmap(init, in_axes=(0, None))(jax.random.split(policy_key, num_streams), spec)
@@ -260,12 +283,12 @@ def make_run(
             view_state=view_state,
         )
 
-    def step_fn(rs: RunState, _, sim_step=None, o_axes=None, policy=policy):
+    def step_fn(rs: RunState, _, sim_step=None, o_axes=None, policy=policy, n=num_streams):
         step_key = _step_keys(jax.random.fold_in(rs.key, rs.step))
         act_key, env_key, update_key = jax.random.split(step_key, 3)
-        act_keys = jax.random.split(act_key, num_streams)
-        env_keys = jax.random.split(env_key, num_streams)
-        update_keys = jax.random.split(update_key, num_streams)
+        act_keys = _stream_keys(act_key, n)
+        env_keys = _stream_keys(env_key, n)
+        update_keys = _stream_keys(update_key, n)
 
         obs_tm1 = rs.obs
         view = policy.view if rs.view_state is not None else None
@@ -301,7 +324,7 @@ def make_run(
 
             def repair(ops):
                 params, states, ok, obs = ops
-                return _select_streams(ok, states, _view_init(view, params, obs, o_axes, num_streams))
+                return _select_streams(ok, states, _view_init(view, params, obs, o_axes, n))
 
             vstates = when_any(jnp.logical_not(jnp.all(hit)), repair, lambda ops: ops[1],
                                (rs.policy_params, advanced, hit, obs_t))
@@ -334,8 +357,8 @@ def make_run(
             if config.log_context == "history":
                 log["history"] = obs_tm1.history
             if config.log_context == "features":
-                log["features"] = per_stream(obs_tm1.features, o_axes.features)
-                log["available"] = per_stream(obs_tm1.available, o_axes.available)
+                log["features"] = per_stream(obs_tm1.features, o_axes.features, n)
+                log["available"] = per_stream(obs_tm1.available, o_axes.available, n)
             metrics["log"] = log
         new_rs = rs.replace(policy_state=policy_state, env_state=env_state, obs=obs_t, step=rs.step + 1,
                             view_state=view_state)
@@ -343,14 +366,24 @@ def make_run(
 
     def run_chunk(run_state: RunState, num_steps: int) -> tuple[RunState, dict]:
         """Advance ``num_steps`` (static) steps; metrics stacked as [T, S, ...]."""
+        if shards == 1:
+            return _run_local(run_state, num_steps, num_streams)
+        specs = jax.tree.map(lambda s: s.spec, stream_shardings(run_state, mesh, config.mode))
+        local = functools.partial(_run_local, num_steps=num_steps, n=num_streams // shards)
+        # Every metric is [T, S, ...]: split on its streams axis.
+        return jax.shard_map(local, mesh=mesh, in_specs=(specs,), out_specs=(specs, PartitionSpec(None, STREAMS_AXIS)),
+                             check_vma=False)(run_state)
+
+    def _run_local(run_state: RunState, num_steps: int, n: int) -> tuple[RunState, dict]:
+        """``run_chunk`` over the ``n`` streams of ``run_state`` (all S, or one device's slice)."""
         # Trace sim.step once for one stream; obs leaves it emits from the env params
         # alone stay unbatched (held once), if the carried obs holds them once too.
         sim_step, step_axes, obs_shape = _step_obs_axes(run_state.env_state, run_state.env_params,
-                                                         _step_keys_dtype(run_state.key.dtype))
+                                                         _step_keys_dtype(run_state.key.dtype), n)
         carry_axes = jax.tree.map(lambda x, one: 0 if jnp.ndim(x) > len(one.shape) else None, run_state.obs, obs_shape)
         o_axes = jax.tree.map(lambda a, b: None if a is None and b is None else 0, carry_axes, step_axes,
                               is_leaf=lambda x: x is None)
-        obs = jax.tree.map(lambda x, c, a: per_stream(x, c) if a == 0 else x, run_state.obs, carry_axes, o_axes,
+        obs = jax.tree.map(lambda x, c, a: per_stream(x, c, n) if a == 0 else x, run_state.obs, carry_axes, o_axes,
                            is_leaf=lambda x: x is None)
         # Fixed item features (held once, per-stream mode): the policy's fixed-features variant,
         # if the state was built by it (init_run decides the same way from the same axes).
@@ -360,7 +393,7 @@ def make_run(
             one = jax.eval_shape(variant.init, jax.ShapeDtypeStruct((), jax.random.key(0).dtype), spec)
             if jax.tree.structure(one) == jax.tree.structure(jax.tree.map(lambda x: x[0], run_state.policy_state)):
                 active = variant
-        body = functools.partial(step_fn, sim_step=sim_step, o_axes=o_axes, policy=active)
+        body = functools.partial(step_fn, sim_step=sim_step, o_axes=o_axes, policy=active, n=n)
         run_state = run_state.replace(obs=obs)
         if policy.view is not None and run_state.view_state is not None:
             run_state = run_state.replace(view_state=_fresh_view(policy.view, run_state, o_axes))

@@ -2,7 +2,10 @@
 
 :func:`shard_streams` places the leading (streams) axis of every per-stream leaf of a
 :class:`rec_jax.online.engine.RunState` on a 1-D ``Mesh`` axis named ``"streams"``;
-the algorithm code is unchanged and XLA inserts the (shared-mode) reductions.
+the algorithm code is unchanged. A run built with ``make_run(..., mesh=mesh)`` steps
+each device's streams inside ``jax.shard_map`` (per-stream mode), drawing each stream's
+keys from :func:`split_slice`; without it XLA partitions the program (GSPMD) and inserts
+the (shared-mode) reductions.
 """
 from __future__ import annotations
 
@@ -15,6 +18,23 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from rec_jax.policies.base import Observation
 
 STREAMS_AXIS = "streams"
+
+
+def split_slice(key: jax.Array, total: int, start: jax.Array, n: int) -> jax.Array:
+    """``jax.random.split(key, total)[start:start + n]`` (``start`` may be traced), the
+    per-stream keys of one device's streams.
+
+    For threefry keys in partitionable mode (JAX's default; also
+    :mod:`rec_jax.fused_threefry`'s) the i-th split key is ``fold_in(key, i)``, the
+    hash of counter i: only the n keys are hashed. Other implementations split all
+    ``total`` and slice."""
+    from rec_jax import fused_threefry
+
+    threefry = str(jax.random.key_impl(key)) == "threefry2x32" or key.dtype == fused_threefry.FUSED_KEY_DTYPE
+    if jax.config.jax_threefry_partitionable and threefry and total < 2**32:
+        index = jnp.asarray(start, jnp.uint32) + jnp.arange(n, dtype=jnp.uint32)
+        return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
+    return jax.lax.dynamic_slice_in_dim(jax.random.split(key, total), start, n)
 
 
 def streams_mesh(devices=None) -> Mesh:
