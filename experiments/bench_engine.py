@@ -62,7 +62,14 @@ view a step, and the features kept as (h, shared item table) instead of f32[S, N
 
 ``--devices N`` sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before
 JAX is imported (it only affects the host platform, so it is harmless where an
-accelerator is present) and shards the streams over the first N devices.
+accelerator is present) and shards the streams over the first N devices, each
+stepping its own streams (``make_run(..., mesh=)``: ``jax.shard_map``, no collective
+per step). The default, 0, forces one host device per CPU core this process may use
+and, when JAX's backend is the CPU and the mode per-stream, runs on all of them (the
+largest count that divides the streams per chunk); else on one device. On the CPU
+that is the fast layout: XLA:CPU splits each op of ONE program over the cores and
+waits for them op by op (LinUCB, S = 4,096, 2 cores: 2.9M user-steps/s on one device,
+4.0-4.3M on two); ``devices`` in the JSON line says which ran.
 ``--stream-chunk C`` runs the S streams C at a time (independent streams, keys
 ``fold_in(key, chunk)``), so a million streams fit in memory.
 """
@@ -70,6 +77,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import resource
 import sys
@@ -99,7 +107,7 @@ class Config:
     env: Literal["linear", "ml100k"] = "linear"  # linear: fixed features; ml100k: a model-backed policy on SASRec
     compare_reencode: bool = False  # ml100k: also time the path that re-encodes every window (same run)
     model_dir: str | None = None  # ml100k: trained SASRec weights (train_sequential.py run); default random init
-    devices: int = 1  # shard the streams over this many devices (host devices forced on CPU)
+    devices: int = 0  # shard the streams over this many devices; 0: one per CPU core on the CPU (per-stream mode), else 1
     numpy: bool = False  # also time the NumPy LinUCB references on the same problem
     stream_chunk: int | None = None  # run the streams this many at a time (default: all at once)
     loop_streams: int = 64  # streams of the timed per-stream Python loop reference
@@ -149,10 +157,18 @@ def jax_random_key(seed: int):
 # ----------------------------------------------------------------------------- engine
 
 
+def _cpu_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def main(cfg: Config) -> dict:
-    if cfg.devices > 1:
+    if cfg.devices < 0:
+        raise ValueError(f"--devices: expected an int >= 0 (0: one per CPU core), got {cfg.devices}")
+    host_devices = cfg.devices or _cpu_cores()
+    if host_devices > 1:
         flags = os.environ.get("XLA_FLAGS", "")
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={cfg.devices}".strip()
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={host_devices}".strip()
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -168,7 +184,7 @@ def main(cfg: Config) -> dict:
         raise ValueError(f"--repeats: expected an int >= 1, got {cfg.repeats}")
     if cfg.streams % chunk:
         raise ValueError(f"--stream-chunk {chunk} must divide --streams {cfg.streams}")
-    if chunk % cfg.devices:
+    if cfg.devices and chunk % cfg.devices:
         raise ValueError(f"--devices {cfg.devices} must divide the streams per chunk ({chunk})")
     if cfg.devices > len(jax.devices()):
         raise ValueError(f"--devices {cfg.devices}: only {len(jax.devices())} devices present")
@@ -190,6 +206,9 @@ def main(cfg: Config) -> dict:
         policy, policy_params = make_policy(cfg.policy, spec)
         if hasattr(policy_params, "alpha"):
             policy_params = policy_params.replace(alpha=cfg.alpha)
+    if not cfg.devices:  # auto: every host device on the CPU in per-stream mode, else one
+        auto = math.gcd(chunk, len(jax.devices())) if jax.default_backend() == "cpu" and cfg.mode == "per_stream" else 1
+        cfg = dataclasses.replace(cfg, devices=auto)
     mesh = streams_mesh(jax.devices()[: cfg.devices]) if cfg.devices > 1 else None
     engine = make_run(EngineConfig(num_streams=chunk, mode=cfg.mode), policy, sim, spec=spec, mesh=mesh)
     engine.validate(policy_params, env_params)
