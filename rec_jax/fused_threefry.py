@@ -138,7 +138,9 @@ def _fused_dtype():
     return jax.random.key(0, impl=FUSED_THREEFRY).dtype
 
 
-FUSED_KEY_DTYPE = _fused_dtype()  # the dtype of this implementation's typed keys
+def is_fused(key: jax.Array) -> bool:
+    """Whether ``key`` is a typed key of this implementation."""
+    return key.dtype == _fused_dtype()
 
 
 def as_fused(key: jax.Array) -> jax.Array:

@@ -30,7 +30,7 @@ def split_slice(key: jax.Array, total: int, start: jax.Array, n: int) -> jax.Arr
     ``total`` and slice."""
     from rec_jax import fused_threefry
 
-    threefry = str(jax.random.key_impl(key)) == "threefry2x32" or key.dtype == fused_threefry.FUSED_KEY_DTYPE
+    threefry = str(jax.random.key_impl(key)) == "threefry2x32" or fused_threefry.is_fused(key)
     if jax.config.jax_threefry_partitionable and threefry and total < 2**32:
         index = jnp.asarray(start, jnp.uint32) + jnp.arange(n, dtype=jnp.uint32)
         return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
