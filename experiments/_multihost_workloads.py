@@ -39,7 +39,8 @@ def linucb_engine(mode: str, streams: int, items: int, dim: int, seed: int, log:
     sim, env_params = make_env("linear", num_items=items, dim=dim, seed=seed)
     policy, params = make_policy("linucb", PolicySpec(num_items=items, feature_dim=dim))
     config = EngineConfig(num_streams=streams, mode=mode, log_tuples=log, log_context="none", log_marginal=False)
-    return make_run(config, policy, sim), params, env_params
+    # Each device steps its own streams (shard_map): no cross-process collective per step.
+    return make_run(config, policy, sim, mesh=streams_mesh()), params, env_params
 
 
 def linucb_run(mode: str, streams: int, steps: int, items: int, dim: int, seed: int) -> dict[str, np.ndarray]:
