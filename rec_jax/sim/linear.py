@@ -134,7 +134,9 @@ def make_linear(
         return observe(features), LinearState(t=t0, theta=theta, features=features)
 
     def step(key: jax.Array, state: LinearState, action: jax.Array, params: LinearParams):
-        reward_key, feat_key = jax.random.split(key)
+        # Fixed features: the step's one key draws the rewards (a split would hash two words
+        # per stream every step, its own XLA:CPU loop in the engine, for a key never used).
+        reward_key, feat_key = jax.random.split(key) if perturb_features else (key, None)
         slate = as_slate(action)
         shown = params.item_features.astype(jnp.float32) if not perturb_features else state.features
         means = expected_rewards(shown, state.theta, params.bias, link)
