@@ -33,7 +33,9 @@ context (``log_tuples``) is always ``[T, S, ...]``.
 
 Sharding (:mod:`rec_jax.online.sharding`): ``shard_streams`` places the leading (streams) axis of every
 per-stream leaf on a 1-D ``Mesh`` axis named ``"streams"``; the algorithm code is
-unchanged and XLA inserts the (shared-mode) reductions.
+unchanged and XLA inserts the (shared-mode) reductions. Per-stream runs built with
+``make_run(..., mesh=mesh)`` step each device's streams inside ``jax.shard_map``: no
+collective per step, the same numbers (each stream's keys are its slice of the split).
 """
 from __future__ import annotations
 
