@@ -10,9 +10,12 @@ starts, and keeps one point's compilation cache and memory out of the next. On t
 same problem, each stream-count point also times the NumPy references (LinUCB for all
 streams batched as GEMMs, and a per-stream Python loop), drawn on the same axes.
 
-Forced host devices share the same CPU cores, so on a CPU the devices curve shows the
-cost of sharding (collectives, smaller per-device batches), not a speed-up; on a
-machine with several accelerators the same command measures real scaling.
+Forced host devices share the same CPU cores; each device steps its own streams
+(``make_run(..., mesh=)``, no collective a step), so on a CPU the devices curve shows
+what one XLA program per core gains over one program split op by op across the cores
+(up to the number of cores), not more hardware; on a machine with several accelerators
+the same command measures real scaling. The stream-count points run on ONE device
+(``--devices 1``), so they stay comparable with the NumPy references and across dates.
 
 Writes OUT/metrics.json (``user_steps_per_s/streams=S``, ``numpy_batched_steps_per_s/streams=S``,
 ``numpy_loop_steps_per_s/streams=S``, ``user_steps_per_s/devices=D``), OUT/points.json
