@@ -17,8 +17,9 @@ the two [D, D] passes per stream-step an accumulated Gram matrix costs (the engi
 LinUCB step is bound by state traffic), and counts that are never reset spare the pass
 that emptied a count of pending terms after each re-factorisation. At each
 re-factorisation (every ``refactor_every`` updates, or a new ``reg``) the Gram matrix is
-formed from the counts, A^-1 recomputed by Cholesky, and var, theta and mean recomputed
-from it: float32 drift never outlives one refactor period.
+formed from the counts, A^-1 refreshed from it (one Newton-Schulz step from the kept A^-1,
+or a Cholesky inverse where that one is too far: :mod:`rec_jax.policies._refined_inverse`),
+and var, theta and mean recomputed from it: float32 drift never outlives one refactor period.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rec_jax.policies._ridge import _quad_forms, clip_reg, init_ridge, quadratic_forms, ridge_inverse
+from rec_jax.policies._refined_inverse import refined_inverse, refined_inverses
+from rec_jax.policies._ridge import _quad_forms, clip_reg, init_ridge, quadratic_forms
 
 
 @struct.dataclass
@@ -123,8 +125,8 @@ def ridge_update_item_variances(state: ItemVarianceRidgeState, items: jax.Array,
                                   theta=theta, mean=mean)
 
 
-def _refreshed(counts, reg, b, features):
-    inv = ridge_inverse(_gram(counts, features), reg)
+def _refreshed(counts, reg, b, features, a_inv):
+    inv = refined_inverse(_gram(counts, features), reg, a_inv)
     theta = inv @ b
     var = jnp.maximum(_quad_forms(features, inv), 0.0)
     return inv, var, theta, features @ theta
@@ -134,8 +136,8 @@ def _refreshed(counts, reg, b, features):
 def refactor_variances_if_due(due, counts, reg, b, features, a_inv, var, theta, mean):
     """``(A^-1, var, theta, mean)`` recomputed from the Gram matrix of ``counts``, ``reg``
     and ``b`` if ``due``, else the kept ones; like ``_ridge.refactor_if_due``, a real
-    branch also under vmap (the Cholesky runs only in steps where some stream is due)."""
-    return jax.lax.cond(due, lambda: _refreshed(counts, reg, b, features), lambda: (a_inv, var, theta, mean))
+    branch also under vmap (the refresh runs only in steps where some stream is due)."""
+    return jax.lax.cond(due, lambda: _refreshed(counts, reg, b, features, a_inv), lambda: (a_inv, var, theta, mean))
 
 
 @refactor_variances_if_due.def_vmap
@@ -154,13 +156,13 @@ def _refactor_variances_if_due_vmap(axis_size, in_batched, due, counts, reg, b, 
 
     def refactor():
         if f_b:
-            fresh = jax.vmap(_refreshed)(counts, reg, b, features)
+            fresh = jax.vmap(_refreshed)(counts, reg, b, features, a_inv)
         else:
             # fixed (unbatched) features: every stream's Gram matrix, variances and means are
             # GEMMs against the one copy of the features (quadratic_forms' rule)
             n, d = features.shape
             pairs = (features[:, :, None] * features[:, None, :]).reshape(n, d * d)
-            inv = jax.vmap(ridge_inverse)((counts @ pairs).reshape(axis_size, d, d), reg)
+            inv = refined_inverses((counts @ pairs).reshape(axis_size, d, d), reg, a_inv)
             new_theta = jnp.einsum("sij,sj->si", inv, b)
             new_var = jnp.maximum(jax.vmap(quadratic_forms, in_axes=(None, 0))(features, inv), 0.0)
             fresh = (inv, new_var, new_theta, new_theta @ features.T)
