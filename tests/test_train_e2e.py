@@ -48,6 +48,7 @@ def test_preset_end_to_end(tmp_path, preset):
     assert (out / "learning_curve.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # a whole (tiny) training run for one CLI switch (~10 s cold)
 def test_no_mask_history_switch_changes_test_keys(tmp_path):
     metrics = _run_main(["--preset", "tiny-sasrec", "--out", str(tmp_path), "--epochs", "1",
                          "--no-mask-history", "--no-progress"])
