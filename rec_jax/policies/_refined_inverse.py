@@ -7,11 +7,11 @@ starting point: one Newton-Schulz step
     R = I - G X        X' = X + X R        (G = gram + reg I, X the kept inverse)
 
 leaves the residual I - G X' = R^2 (quadratic convergence) plus float32 rounding, the same
-order as a Cholesky solve. Where the kept inverse is too far for that (the max |R| above
-``REFINE_TOL``: after ``reg`` changed, NaN, or a stream with thousands of updates, whose
-larger condition number makes R larger), the stream takes the Cholesky inverse
-(:func:`rec_jax.policies._ridge.ridge_inverse`) in a branch that runs only when some
-stream needs it.
+order as a Cholesky solve. Where the kept inverse is too far for that (R^2 above what
+float32 rounding leaves in a Cholesky inverse: after ``reg`` changed, NaN, or a stream with
+tens of thousands of updates, whose larger condition number makes R larger), the stream
+takes the Cholesky inverse (:func:`rec_jax.policies._ridge.ridge_inverse`) in a branch
+that runs only when some stream needs it.
 
 Why: in the online engine a re-factorisation of 2,048 LinUCB streams (d = 16) spent ~8 ms
 in batched LAPACK Cholesky and triangular solves, ~5 us a 16 x 16 matrix, 10% of the
@@ -24,14 +24,18 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rec_jax.policies._ridge import ridge_inverse
 
-# max |I - G X| of the kept inverse up to which one Newton-Schulz step is used: the step
-# leaves the residual R^2 <= 1e-5, below what float32 rounding leaves in G X itself once the
-# counts behind G reach a few hundred (R grows with G's condition number: about 1e-6 after
-# 100 updates of a stream, 2e-3 after 900, measured in the LinUCB engine).
+# The step is taken when its residual R^2 is no larger than float32 rounding leaves in a
+# Cholesky inverse, eps * kappa (kappa = max|G| max|X| D bounds G's condition number): max |R|
+# <= sqrt(eps * kappa), at least REFINE_TOL (R^2 <= 1e-5) and at most MAX_TOL (where the
+# quadratic convergence is clear). R grows with the condition number, hence with a stream's
+# updates: about 1e-6 after 100 updates, 2e-3 after 900, measured in the LinUCB engine.
 REFINE_TOL = 3e-3
+MAX_TOL = 0.1
+_EPS = float(np.finfo(np.float32).eps)
 MAX_UNROLLED = 32  # matrices up to this size multiply as unrolled sums
 
 
@@ -50,10 +54,14 @@ def small_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
 def newton_step(gram: jax.Array, reg: jax.Array, kept: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(X' f32[D, D] symmetrised, far bool[]) for one stream: the Newton-Schulz step from the
     kept inverse, and whether the kept inverse was too far from (gram + reg I)^-1 for it."""
-    eye = jnp.eye(gram.shape[-1], dtype=gram.dtype)
-    residual = eye - small_matmul(gram + reg * eye, kept)
+    d = gram.shape[-1]
+    eye = jnp.eye(d, dtype=gram.dtype)
+    g = gram + reg * eye
+    residual = eye - small_matmul(g, kept)
     refined = kept + small_matmul(kept, residual)
-    far = jnp.logical_not(jnp.max(jnp.abs(residual)) <= REFINE_TOL)  # NaN counts as far
+    kappa = jnp.max(jnp.abs(g)) * jnp.max(jnp.abs(kept)) * d
+    tol = jnp.clip(jnp.sqrt(_EPS * kappa), REFINE_TOL, MAX_TOL)
+    far = jnp.logical_not(jnp.max(jnp.abs(residual)) <= tol)  # NaN counts as far
     return 0.5 * (refined + refined.T), far
 
 
